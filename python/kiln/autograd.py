@@ -1,0 +1,475 @@
+"""Reverse-mode automatic differentiation: graph nodes, backward(), grad modes, gradcheck.
+
+The graph is dynamic: every op that sees an input with ``requires_grad`` creates a
+``Function`` node holding its inputs and whatever its forward saved, and the output
+tensor points at that node through ``grad_fn``. ``backward()`` walks the nodes
+reachable from the root in topological order (Kahn's algorithm over consumer
+counts), so each node runs once, after every consumer of its output has added its
+share of the gradient.
+
+Backward formulas are written with kiln ops on Tensors, so they run on any device
+and, with ``create_graph=True``, are themselves differentiable. Ops whose backward
+is a dedicated compiled kernel set ``once_differentiable = True`` and refuse a
+``create_graph`` pass with a clear error instead of returning a silently wrong
+second derivative.
+
+Example:
+    >>> import kiln
+    >>> x = kiln.tensor([1.0, 2.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([2., 4.])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Function",
+    "backward",
+    "grad",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "gradcheck",
+    "GradcheckError",
+    "detect_anomaly",
+    "set_detect_anomaly",
+    "is_anomaly_enabled",
+]
+
+
+class _Mode(threading.local):
+    def __init__(self) -> None:
+        self.grad = True
+        self.anomaly = False
+
+
+_mode = _Mode()
+
+
+def is_grad_enabled() -> bool:
+    return _mode.grad
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording on or off."""
+
+    def __init__(self, mode: bool) -> None:
+        self.prev = _mode.grad
+        self.mode = bool(mode)
+        _mode.grad = self.mode
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        _mode.grad = self.prev
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Disable graph recording inside the block (``with kiln.no_grad(): ...``)."""
+
+    def __enter__(self) -> None:
+        self.prev = _mode.grad
+        _mode.grad = False
+
+    def __exit__(self, *exc) -> None:
+        _mode.grad = self.prev
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Re-enable graph recording inside a ``no_grad`` block."""
+
+    def __enter__(self) -> None:
+        self.prev = _mode.grad
+        _mode.grad = True
+
+    def __exit__(self, *exc) -> None:
+        _mode.grad = self.prev
+
+
+def is_anomaly_enabled() -> bool:
+    return _mode.anomaly
+
+
+class set_detect_anomaly(contextlib.ContextDecorator):
+    def __init__(self, mode: bool) -> None:
+        self.prev = _mode.anomaly
+        _mode.anomaly = bool(mode)
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc) -> None:
+        _mode.anomaly = self.prev
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Check every op's forward output and every backward gradient for NaN/Inf.
+
+    The first op that produces one raises ``RuntimeError`` naming the op, so the
+    source of a NaN loss is found where it appears, not where it surfaces.
+    """
+
+    def __enter__(self) -> None:
+        self.prev = _mode.anomaly
+        _mode.anomaly = True
+
+    def __exit__(self, *exc) -> None:
+        _mode.anomaly = self.prev
+
+
+def _has_nonfinite(arr) -> bool:
+    return arr.dtype.kind == "f" and arr.size > 0 and not np.isfinite(arr).all()
+
+
+class Function:
+    """A graph node: subclasses define ``forward(ctx, *arrays)`` and ``backward(ctx, grad)``.
+
+    ``forward`` receives the raw arrays of tensor arguments (other arguments as
+    they are) and returns an array; ``backward`` receives the output's gradient as a
+    Tensor and returns one gradient (Tensor, array or None) per forward argument.
+    """
+
+    once_differentiable = False
+    __slots__ = ("inputs", "saved", "hooks", "retain", "__dict__")
+
+    def save_for_backward(self, *tensors) -> None:
+        """Save tensors for backward; an in-place change to one of them is detected."""
+        self.saved = tuple((t, t._version) for t in tensors)
+
+    @property
+    def saved_tensors(self) -> tuple:
+        saved = self.saved
+        if saved is None:
+            raise RuntimeError(
+                f"{self.name()}: trying to backward through the graph a second time (or directly "
+                "access saved tensors after they have already been freed). Specify "
+                "retain_graph=True when calling backward the first time."
+            )
+        out = []
+        for t, v in saved:
+            if t._version != v:
+                raise RuntimeError(
+                    f"{self.name()}: one of the tensors needed for gradient computation has been "
+                    f"modified by an inplace operation: tensor of shape {tuple(t.shape)} is at "
+                    f"version {t._version}; expected version {v} instead."
+                )
+            out.append(t)
+        return tuple(out)
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__ + "Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+    @classmethod
+    def apply(cls, *args):
+        from kiln.tensor import Tensor, _wrap
+
+        ctx = cls.__new__(cls)
+        ctx.saved = ()
+        arrays = [a.data if type(a) is Tensor else a for a in args]
+        out = cls.forward(ctx, *arrays)
+        if isinstance(out, np.generic):  # NumPy returns scalars from 0-d ufunc results
+            out = np.asarray(out)
+        result = _wrap(out)
+        if _mode.grad:
+            for a in args:
+                if type(a) is Tensor and a.requires_grad:
+                    ctx.inputs = args
+                    ctx.hooks = None
+                    ctx.retain = None
+                    result.requires_grad = True
+                    result.grad_fn = ctx
+                    break
+        if _mode.anomaly and _has_nonfinite(out):
+            raise RuntimeError(
+                f"detect_anomaly: forward of '{cls.__name__.lower()}' produced NaN/Inf "
+                f"(output shape {out.shape})"
+            )
+        return result
+
+
+def _as_grad_tensor(g, like):
+    from kiln.tensor import Tensor, _wrap
+
+    if g is None or type(g) is Tensor:
+        return g
+    return _wrap(np.asarray(g, dtype=like.data.dtype))
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(tensors)/d(leaves) into the leaves' ``.grad`` (``torch.autograd.backward``)."""
+    from kiln.tensor import Tensor
+
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors)
+    _run(list(tensors), list(grad_tensors), retain_graph, create_graph, capture=None)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """Return d(outputs)/d(inputs) without touching ``.grad`` (``torch.autograd.grad``)."""
+    from kiln.tensor import Tensor
+
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError("grad: one of the differentiated Tensors does not require grad")
+    capture = {id(t): None for t in inputs}
+    _run(outputs, list(grad_outputs), retain_graph, create_graph, capture=(inputs, capture))
+    result = []
+    for i, t in enumerate(inputs):
+        g = capture[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: input {i} (shape {tuple(t.shape)}) was not used in the graph; "
+                "pass allow_unused=True to get None for it"
+            )
+        result.append(g)
+    return tuple(result)
+
+
+def _accumulate(buf, key, g):
+    prev = buf.get(key)
+    buf[key] = g if prev is None else prev + g
+
+
+def _run(roots, root_grads, retain_graph, create_graph, capture):
+    from kiln.tensor import Tensor, _wrap
+
+    if retain_graph is None:
+        retain_graph = create_graph
+    captured_ids = capture[1] if capture is not None else None
+    captured_nodes = {}
+    if capture is not None:
+        for t in capture[0]:
+            if t.grad_fn is not None:
+                captured_nodes[id(t.grad_fn)] = t
+
+    # seed gradients
+    start = []
+    grads = {}
+    for t, g in zip(roots, root_grads):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise RuntimeError(
+                "element 0 of tensors does not require grad and does not have a grad_fn"
+            )
+        if g is None:
+            if t.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; got shape "
+                    f"{tuple(t.shape)}: pass a gradient of that shape"
+                )
+            g = _wrap(np.ones(t.data.shape, dtype=t.data.dtype))
+        else:
+            g = g if isinstance(g, Tensor) else _wrap(np.asarray(g, dtype=t.data.dtype))
+            if g.data.shape != t.data.shape:
+                raise ValueError(
+                    f"backward: gradient of shape {tuple(g.shape)} does not match the output "
+                    f"of shape {tuple(t.shape)}"
+                )
+        start.append((t, g))
+
+    # count consumers of each node reachable from the roots
+    deps = {}
+    nodes = {}
+    stack = [t.grad_fn for t, _ in start if t.grad_fn is not None]
+    for n in stack:
+        nodes[id(n)] = n
+    seen = set(id(n) for n in stack)
+    while stack:
+        n = stack.pop()
+        inputs = getattr(n, "inputs", None)
+        if inputs is None:
+            raise RuntimeError(
+                f"{n.name()}: trying to backward through the graph a second time; specify "
+                "retain_graph=True when calling backward the first time"
+            )
+        for a in inputs:
+            if type(a) is Tensor and a.grad_fn is not None:
+                p = a.grad_fn
+                deps[id(p)] = deps.get(id(p), 0) + 1
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    nodes[id(p)] = p
+                    stack.append(p)
+
+    with set_grad_enabled(create_graph):
+        ready = []
+        for t, g in start:
+            if t.grad_fn is None:
+                _deliver_leaf(t, g, captured_ids)
+            else:
+                _accumulate(grads, id(t.grad_fn), g)
+        for t, _ in start:
+            n = t.grad_fn
+            if n is not None and deps.get(id(n), 0) == 0 and id(n) in grads:
+                if n not in ready:
+                    ready.append(n)
+        while ready:
+            n = ready.pop()
+            g = grads.pop(id(n))
+            if n.hooks:
+                for h in n.hooks:
+                    r = h(g)
+                    if r is not None:
+                        g = r
+            if n.retain is not None:
+                owner = n.retain()
+                if owner is not None:
+                    owner.grad = g if owner.grad is None else owner.grad + g
+            if captured_nodes and id(n) in captured_nodes:
+                captured_ids[id(captured_nodes[id(n)])] = g
+            if create_graph and n.once_differentiable:
+                raise RuntimeError(
+                    f"{n.name()}: double backward (create_graph=True) is not supported for this "
+                    "op yet"
+                )
+            in_grads = n.backward(n, g)
+            if type(in_grads) is not tuple:
+                in_grads = (in_grads,)
+            if _mode.anomaly:
+                for k, ig in enumerate(in_grads):
+                    if ig is not None and _has_nonfinite(ig.data if type(ig) is Tensor else ig):
+                        raise RuntimeError(
+                            f"detect_anomaly: Function '{n.name()}' returned nan/inf values in "
+                            f"its {k}th output"
+                        )
+            for a, ig in zip(n.inputs, in_grads):
+                if ig is None or type(a) is not Tensor or not a.requires_grad:
+                    continue
+                ig = _as_grad_tensor(ig, a)
+                if ig.data.shape != a.data.shape:
+                    raise RuntimeError(
+                        f"{n.name()}: returned a gradient of shape {tuple(ig.shape)} for an "
+                        f"input of shape {tuple(a.shape)} (internal error)"
+                    )
+                p = a.grad_fn
+                if p is None:
+                    _deliver_leaf(a, ig, captured_ids)
+                    continue
+                _accumulate(grads, id(p), ig)
+                deps[id(p)] -= 1
+                if deps[id(p)] == 0:
+                    ready.append(p)
+            if not retain_graph:
+                n.saved = None
+                n.inputs = None
+    return None
+
+
+def _deliver_leaf(t, g, captured_ids):
+    if t._hooks:
+        for h in t._hooks:
+            r = h(g)
+            if r is not None:
+                g = r
+    if captured_ids is not None:
+        if id(t) in captured_ids:
+            prev = captured_ids[id(t)]
+            captured_ids[id(t)] = g if prev is None else prev + g
+        return
+    if t.grad is None:
+        # own the buffer: the gradient may alias a tensor the user still holds
+        t.grad = g.detach().clone() if g.grad_fn is None else g
+    else:
+        t.grad = t.grad + g
+
+
+class GradcheckError(RuntimeError):
+    pass
+
+
+def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, raise_exception: bool = True) -> bool:
+    """Compare backward() with float64 central finite differences.
+
+    ``inputs`` are Tensors (those with ``requires_grad`` are checked; they should be
+    float64). Every output element's gradient row is compared with
+    ``(f(x + eps) - f(x - eps)) / (2 eps)``.
+
+    Example:
+        >>> import kiln
+        >>> x = kiln.randn(3, dtype=kiln.float64, requires_grad=True)
+        >>> kiln.autograd.gradcheck(lambda t: (t * t).sum(), [x])
+        True
+    """
+    from kiln.tensor import Tensor
+
+    if isinstance(inputs, Tensor):
+        inputs = (inputs,)
+    inputs = tuple(inputs)
+    diff = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    for t in diff:
+        if t.data.dtype != np.float64:
+            raise GradcheckError(
+                f"gradcheck: input of shape {tuple(t.shape)} is {t.dtype}; use float64 inputs"
+            )
+
+    def outputs():
+        out = fn(*inputs)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return [o for o in out if isinstance(o, Tensor)]
+
+    outs = outputs()
+    flat_sizes = [o.data.size for o in outs]
+    # analytical jacobian rows: one backward per output element
+    analytical = [np.zeros((sum(flat_sizes), t.data.size)) for t in diff]
+    row = 0
+    for o in outs:
+        for k in range(o.data.size):
+            seed = np.zeros(o.data.shape, dtype=o.data.dtype)
+            seed.reshape(-1)[k] = 1.0
+            if not o.requires_grad:
+                row += 1
+                continue
+            gs = grad(o, diff, grad_outputs=Tensor(seed), retain_graph=True, allow_unused=True)
+            for j, g in enumerate(gs):
+                if g is not None:
+                    analytical[j][row] = g.data.reshape(-1)
+            row += 1
+    # numerical jacobian columns
+    numerical = [np.zeros_like(a) for a in analytical]
+    with no_grad():
+        for j, t in enumerate(diff):
+            flat = t.data.reshape(-1)
+            for i in range(flat.size):
+                orig = flat[i]
+                flat[i] = orig + eps
+                plus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
+                flat[i] = orig - eps
+                minus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
+                flat[i] = orig
+                numerical[j][:, i] = (plus - minus) / (2 * eps)
+    for j, t in enumerate(diff):
+        a, n = analytical[j], numerical[j]
+        if not np.allclose(a, n, atol=atol, rtol=rtol):
+            bad = np.unravel_index(np.argmax(np.abs(a - n) - rtol * np.abs(n)), a.shape)
+            msg = (
+                f"gradcheck: Jacobian mismatch for input {j} of shape {tuple(t.shape)} at "
+                f"(output {bad[0]}, input {bad[1]}): analytical {a[bad]:.8g} vs numerical "
+                f"{n[bad]:.8g}"
+            )
+            if raise_exception:
+                raise GradcheckError(msg)
+            return False
+    return True

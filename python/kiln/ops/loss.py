@@ -1,0 +1,191 @@
+"""Losses: cross_entropy (fused kernel: log-softmax + NLL + weights + label smoothing,
+forward and backward) and nll_loss; mse_loss, l1_loss and
+binary_cross_entropy_with_logits as compositions of kiln ops.
+
+cross_entropy follows ``torch.nn.functional.cross_entropy``: input (C,), (N, C) or
+(N, C, d1, ...); target class indices (int64, input's shape without C) or class
+probabilities (input's shape); ``ignore_index``, ``weight``, ``label_smoothing``,
+``reduction`` none|mean|sum. d loss / d logits = w * (softmax - smoothed target) * g.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kiln.autograd import Function
+from kiln.ops import elementwise as ew
+from kiln.ops._util import check_float, contig, kernels, wrap
+from kiln.tensor import Tensor
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+class CrossEntropy(Function):
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index, label_smoothing, reduction):
+        n = logits.shape[0]
+        loss = np.empty((n,) if reduction == "none" else (), dtype=logits.dtype)
+        lse = np.empty((n,), dtype=logits.dtype)
+        kernels(logits).cross_entropy(logits, target, weight, loss, lse, ignore_index,
+                                      label_smoothing, reduction)
+        ctx.lse = lse
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, target, weight, ignore_index, label_smoothing, reduction = ctx.inputs
+        gl = np.empty_like(logits.data)
+        w = weight.data if weight is not None else None
+        kernels(gl).cross_entropy_backward(contig(g.data), logits.data, target.data, w, ctx.lse,
+                                           gl, ignore_index, label_smoothing, reduction)
+        return wrap(gl), None, None, None, None, None
+
+
+def _class_last(x: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N*d1*..., C), contiguous."""
+    from kiln.ops.movement import contiguous, permute, reshape
+
+    if x.data.ndim <= 2:
+        return contiguous(x)
+    perm = (0,) + tuple(range(2, x.data.ndim)) + (1,)
+    return reshape(contiguous(permute(x, *perm)), (-1, x.data.shape[1]))
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,  # noqa: A002
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    op = "cross_entropy"
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"{op}: expected Tensors for input and target")
+    check_float(input, op)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    x, t = input, target
+    ishape, tshape = tuple(x.data.shape), tuple(t.data.shape)
+    if x.data.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    unbatched = x.data.ndim == 1
+    if unbatched:
+        from kiln.ops.movement import unsqueeze
+
+        x = unsqueeze(x, 0)
+        t = unsqueeze(t, 0)
+    C = x.data.shape[1]
+    probs = t.data.dtype.kind == "f"
+    if probs:
+        if t.data.shape != x.data.shape:
+            raise ValueError(
+                f"{op}: float target must hold class probabilities with the input's shape "
+                f"{ishape}; got target of shape {tshape} (for class indices use an int64 target)"
+            )
+        if t.data.dtype != x.data.dtype:
+            raise TypeError(f"{op}: probability target {t.dtype} must match input {input.dtype}")
+        tf = _class_last(t.detach())
+    else:
+        if t.data.dtype.kind != "i":
+            raise TypeError(
+                f"{op}: target must be int64 class indices or float class probabilities; got "
+                f"{t.dtype} of shape {tshape}"
+            )
+        want = (x.data.shape[0],) + x.data.shape[2:]
+        if t.data.shape != want:
+            raise ValueError(
+                f"{op}: expected target of shape {want if not unbatched else ()} for input of "
+                f"shape {ishape}, got {tshape}"
+            )
+        tf = wrap(contig(t.data.reshape(-1)))
+    if weight is not None:
+        if not isinstance(weight, Tensor) or weight.data.shape != (C,):
+            raise ValueError(
+                f"{op}: weight must be a tensor of shape ({C},) for {C} classes, got "
+                f"{tuple(np.shape(getattr(weight, 'data', weight)))}"
+            )
+        if weight.data.dtype != x.data.dtype:
+            raise TypeError(f"{op}: weight dtype {weight.dtype} must match input {input.dtype}")
+        weight = wrap(contig(weight.data))
+    xf = _class_last(x)
+    loss = CrossEntropy.apply(xf, tf, weight, int(ignore_index), float(label_smoothing),
+                              reduction)
+    if reduction == "none":
+        from kiln.ops.movement import reshape
+
+        out_shape = () if unbatched else (x.data.shape[0],) + x.data.shape[2:]
+        loss = reshape(loss, out_shape)
+    return loss
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
+    """Negative log-likelihood of log-probabilities: cross_entropy minus its log-softmax."""
+    from kiln.ops.movement import index
+
+    op = "nll_loss"
+    check_float(input, op)
+    if target.data.dtype.kind != "i":
+        raise TypeError(f"{op}: target must be int64 class indices, got {target.dtype}")
+    x = input if input.data.ndim > 1 else input.unsqueeze(0)
+    t = target.data.reshape(-1) if input.data.ndim > 1 else target.data.reshape(1)
+    if x.data.ndim > 2:
+        x = _class_last(x)
+    C = x.data.shape[1]
+    valid = t != ignore_index
+    if np.any((t[valid] < 0) | (t[valid] >= C)):
+        bad = t[valid][(t[valid] < 0) | (t[valid] >= C)][0]
+        raise IndexError(f"{op}: target {int(bad)} is out of bounds for {C} classes")
+    safe = np.where(valid, t, 0)
+    picked = index(x, (np.arange(x.data.shape[0]), safe))
+    w = np.ones(C, dtype=x.data.dtype) if weight is None else weight.data
+    wt = wrap((w[safe] * valid).astype(x.data.dtype))
+    losses = ew.neg(ew.mul(picked, wt))
+    if reduction == "none":
+        return losses.reshape(target.data.shape)
+    total = losses.sum()
+    return total if reduction == "sum" else ew.div(total, float(wt.data.sum()) or float("nan"))
+
+
+def _reduce(x: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return x.mean()
+    if reduction == "sum":
+        return x.sum()
+    if reduction == "none":
+        return x
+    raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _same_shape(a, b, op):
+    if a.data.shape != b.data.shape:
+        raise ValueError(
+            f"{op}: input of shape {tuple(a.data.shape)} and target of shape "
+            f"{tuple(b.data.shape)} differ"
+        )
+
+
+def mse_loss(input, target, reduction="mean"):  # noqa: A002
+    _same_shape(input, target, "mse_loss")
+    d = ew.sub(input, target)
+    return _reduce(ew.mul(d, d), reduction, "mse_loss")
+
+
+def l1_loss(input, target, reduction="mean"):  # noqa: A002
+    _same_shape(input, target, "l1_loss")
+    return _reduce(ew.abs(ew.sub(input, target)), reduction, "l1_loss")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
+                                     pos_weight=None):
+    """max(x,0) - x*t + log(1 + exp(-|x|)), with pos_weight scaling the positive term."""
+    from kiln.ops.activation import softplus
+
+    _same_shape(input, target, "binary_cross_entropy_with_logits")
+    if pos_weight is None:
+        loss = ew.sub(softplus(input), ew.mul(input, target))
+    else:
+        # (1 - t) x + (1 + (p - 1) t) softplus(-x)
+        lw = ew.add(ew.mul(ew.sub(pos_weight, 1.0), target), 1.0)
+        loss = ew.add(ew.mul(ew.sub(1.0, target), input), ew.mul(lw, softplus(ew.neg(input))))
+    if weight is not None:
+        loss = ew.mul(loss, weight)
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")

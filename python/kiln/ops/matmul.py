@@ -1,0 +1,234 @@
+"""matmul (batched, broadcast batch dims, transposes read in place) and linear with the
+fused bias + activation epilogue of the GEMM kernel.
+
+Gradients: for C = A B,  dA = dC B^T,  dB = A^T dC, summed over broadcast batch dims.
+They are themselves matmuls of transposed *views*, which the kernel reads in place
+(trans flags), so backward makes no transposed copies and is differentiable again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kiln.autograd import Function, is_grad_enabled
+from kiln.ops import elementwise as ew
+from kiln.ops._util import kernels, sum_to, wrap
+from kiln.tensor import Tensor
+
+
+def _operand(m: np.ndarray):
+    """(contiguous array, transposed?) for the last two dims: a transposed view is
+    passed as its contiguous original plus trans=True instead of being copied."""
+    if m.flags.c_contiguous:
+        return m, False
+    mt = np.swapaxes(m, -1, -2)
+    if mt.flags.c_contiguous:
+        return mt, True
+    return np.ascontiguousarray(m), False
+
+
+def _batched(x: np.ndarray, batch: tuple, nb: int):
+    """Reshape ``x`` (..., r, c) to (Bx, r, c) with Bx in {1, nb}; copies only for partial
+    broadcasts such as (2, 1) against (1, 3)."""
+    xb = x.shape[:-2]
+    if int(np.prod(xb)) == 1:
+        return x.reshape((1,) + x.shape[-2:])
+    if xb != batch:
+        x = np.broadcast_to(x, batch + x.shape[-2:])
+    arr, tr = _operand(x)
+    return arr.reshape((nb,) + arr.shape[-2:]), tr
+
+
+def _check(a, b, op):
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(
+            f"{op}: both arguments need at least 1 dimension, got shapes {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+    ka = a.shape[-1]
+    kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if ka != kb:
+        raise ValueError(
+            f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+            f"({ka} != {kb})"
+        )
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{op}: expected both operands to have the same dtype, got {a.dtype} (shape "
+            f"{tuple(a.shape)}) and {b.dtype} (shape {tuple(b.shape)})"
+        )
+
+
+def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") -> np.ndarray:
+    """a @ b on arrays through the GEMM kernel (NumPy semantics for 1-D and batch dims)."""
+    _check(a, b, "matmul")
+    if a.dtype.kind != "f":
+        return np.matmul(a, b)
+    va, vb = a.ndim == 1, b.ndim == 1
+    if va:
+        a = a[None, :]
+    if vb:
+        b = b[:, None]
+    K = kernels(a)
+    M, N = a.shape[-2], b.shape[-1]
+    if b.ndim == 2 and a.ndim > 2 and a.flags.c_contiguous:
+        # (..., M, K) @ (K, N): one GEMM over all rows
+        bb, tb = _operand(b)
+        out = np.empty(a.shape[:-1] + (N,), dtype=a.dtype)
+        K.matmul(a.reshape(-1, a.shape[-1]), bb, out.reshape(-1, N), False, tb, bias, activation)
+    elif a.ndim == 2 and b.ndim == 2:
+        aa, ta = _operand(a)
+        bb, tb = _operand(b)
+        out = np.empty((M, N), dtype=a.dtype)
+        K.matmul(aa, bb, out, ta, tb, bias, activation)
+    else:
+        try:
+            batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(
+                f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                "broadcast together"
+            ) from None
+        nb = int(np.prod(batch))
+        aa, ta = _batched(a, batch, nb) if a.ndim > 2 else (*_operand(a),)
+        bb, tb = _batched(b, batch, nb) if b.ndim > 2 else (*_operand(b),)
+        out = np.empty(batch + (M, N), dtype=a.dtype)
+        if nb:
+            K.matmul(aa, bb, out.reshape((nb, M, N)), ta, tb, bias, activation)
+    if va:
+        out = out[..., 0, :]
+    if vb:
+        out = out[..., 0]
+    return out
+
+
+class Matmul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return matmul_arrays(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        from kiln.ops.movement import reshape, unsqueeze
+
+        a, b = ctx.inputs
+        ad, bd = a.data, b.data
+        if ad.ndim == 1 and bd.ndim == 1:
+            return (ew.mul(g, b) if a.requires_grad else None,
+                    ew.mul(g, a) if b.requires_grad else None)
+        # lift vectors to matrices so one formula serves every case
+        A = a if ad.ndim > 1 else unsqueeze(a, 0)
+        B = b if bd.ndim > 1 else unsqueeze(b, -1)
+        G = unsqueeze(g, -2) if ad.ndim == 1 else g
+        G = unsqueeze(G, -1) if bd.ndim == 1 else G
+        ga = gb = None
+        if a.requires_grad:
+            ga = sum_to(matmul(G, _mT(B)), A.data.shape)
+            ga = reshape(ga, ad.shape) if ad.ndim == 1 else ga
+        if b.requires_grad:
+            if B.data.ndim == 2 and G.data.ndim > 2 and A.data.shape[:-2] == G.data.shape[:-2]:
+                # (..., M, K) x (K, N): the batch sum is one GEMM over all rows
+                k, n = A.data.shape[-1], G.data.shape[-1]
+                gb = matmul(_mT(reshape(A, (-1, k))), reshape(G, (-1, n)))
+            else:
+                gb = sum_to(matmul(_mT(A), G), B.data.shape)
+            gb = reshape(gb, bd.shape) if bd.ndim == 1 else gb
+        return ga, gb
+
+
+def _mT(x):
+    from kiln.ops.movement import transpose
+
+    return transpose(x, -1, -2)
+
+
+def matmul(a, b):
+    if type(a) is not Tensor or type(b) is not Tensor:
+        raise TypeError(
+            f"matmul: expected Tensors, got {type(a).__name__} and {type(b).__name__}"
+        )
+    return Matmul.apply(a, b)
+
+
+def mm(a, b):
+    if a.data.ndim != 2 or b.data.ndim != 2:
+        raise ValueError(f"mm: expected 2-D tensors, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return matmul(a, b)
+
+
+def bmm(a, b):
+    if a.data.ndim != 3 or b.data.ndim != 3 or a.data.shape[0] != b.data.shape[0]:
+        raise ValueError(
+            f"bmm: expected 3-D tensors with equal batch, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return matmul(a, b)
+
+
+class Linear(Function):
+    """y = act(x W^T + b) in one GEMM call (bias and relu applied in the kernel's write-back)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, activation):
+        if x.ndim == 0 or w.ndim != 2 or x.shape[-1] != w.shape[1]:
+            raise ValueError(
+                f"linear: input of shape {tuple(x.shape)} and weight of shape {tuple(w.shape)} "
+                f"don't match (expected input[..., {w.shape[1] if w.ndim == 2 else '?'}] and "
+                "weight (out_features, in_features))"
+            )
+        if b is not None and (b.ndim != 1 or b.shape[0] != w.shape[0]):
+            raise ValueError(
+                f"linear: bias of shape {tuple(b.shape)} doesn't match weight of shape "
+                f"{tuple(w.shape)}"
+            )
+        if x.dtype != w.dtype or (b is not None and b.dtype != w.dtype):
+            raise TypeError(
+                f"linear: dtype mismatch: input {x.dtype}, weight {w.dtype}"
+                + (f", bias {b.dtype}" if b is not None else "")
+            )
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        x2 = x2 if x2.flags.c_contiguous else np.ascontiguousarray(x2)
+        ww, tw = _operand(w)
+        out = np.empty((x2.shape[0], w.shape[0]), dtype=x.dtype)
+        kernels(x).matmul(x2, ww, out, False, not tw, b, activation)
+        ctx.act = activation
+        ctx.out = out if activation == "relu" else None
+        return out.reshape(x.shape[:-1] + (w.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        from kiln.ops.movement import reshape
+
+        x, w, b, _ = ctx.inputs
+        if ctx.act == "relu":
+            g = ew.mul(g, wrap((ctx.out > 0).astype(g.data.dtype).reshape(g.data.shape)))
+        g2 = reshape(g, (-1, g.data.shape[-1]))
+        gx = reshape(matmul(g2, w), x.data.shape) if x.requires_grad else None
+        gw = None
+        if w.requires_grad:
+            x2 = reshape(x, (-1, x.data.shape[-1]))
+            gw = matmul(_mT(g2), x2)
+        gb = None
+        if b is not None and b.requires_grad:
+            from kiln.ops.reduce import sum as _sum
+
+            gb = _sum(g2, 0)
+        return gx, gw, gb, None
+
+
+def linear(input, weight, bias=None, activation=None):  # noqa: A002
+    """``input @ weight.T + bias``, optionally followed by ``activation`` in the same kernel.
+
+    ``activation`` is kiln's addition ("relu", "gelu", "gelu_tanh"): relu is fused in
+    training too; gelu is fused when no gradient is needed, else applied as its own op.
+    """
+    act = activation or "none"
+    if act in ("gelu", "gelu_tanh") and is_grad_enabled() and (
+        input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
+        from kiln.ops.activation import gelu
+
+        return gelu(Linear.apply(input, weight, bias, "none"),
+                    approximate="tanh" if act == "gelu_tanh" else "none")
+    if act not in ("none", "relu", "gelu", "gelu_tanh"):
+        raise ValueError(f"linear: unknown activation {activation!r} (relu, gelu, gelu_tanh)")
+    return Linear.apply(input, weight, bias, act)
