@@ -1,0 +1,71 @@
+// AVX2 + FMA GEMM: the generic driver and micro-kernel of gemm_driver.h bound
+// to 256-bit vectors. Tiles: fp32 6 x 16, fp64 6 x 8 -- 12 accumulators + 2 B
+// vectors + 1 broadcast = 15 of the 16 ymm registers. Edge columns use
+// vmaskmov, which never faults on masked-off lanes. Compiled with -mavx2 -mfma
+// (CMakeLists.txt); only called when isa() >= avx2.
+#include <immintrin.h>
+
+#include "cpu/gemm_driver.h"
+
+namespace kiln::cpu::gemm {
+namespace {
+
+// Lane mask for the first n lanes (n may be <= 0 or >= lanes): lane i is
+// selected when i < n, i.e. when its sign bit is set in (i - n).
+inline __m256i lanes_below(int n, __m256i iota) {
+  return _mm256_sub_epi32(iota, _mm256_set1_epi32(n));
+}
+
+struct F32x8 {
+  using T = float;
+  using V = __m256;
+  using M = __m256i;
+  static constexpr int L = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const T* p) { return _mm256_loadu_ps(p); }
+  static V bcast(const T* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // vmaxps returns its second operand when either is NaN: NaN propagates.
+  static V relu(V x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }
+  static M mask(int n) { return lanes_below(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+  static V maskz_load(M m, const T* p) { return _mm256_maskload_ps(p, m); }
+  static void store(T* p, V x) { _mm256_storeu_ps(p, x); }
+  static void mask_store(T* p, M m, V x) { _mm256_maskstore_ps(p, m, x); }
+  static void prefetch_w(const T* p, int n) {
+    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+    if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
+  }
+};
+
+struct F64x4 {
+  using T = double;
+  using V = __m256d;
+  using M = __m256i;
+  static constexpr int L = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const T* p) { return _mm256_loadu_pd(p); }
+  static V bcast(const T* p) { return _mm256_broadcast_sd(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V relu(V x) { return _mm256_max_pd(_mm256_setzero_pd(), x); }
+  // 64-bit lanes: each lane's sign bit comes from (i - n) as a 64-bit integer.
+  static M mask(int n) { return _mm256_sub_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(n)); }
+  static V maskz_load(M m, const T* p) { return _mm256_maskload_pd(p, m); }
+  static void store(T* p, V x) { _mm256_storeu_pd(p, x); }
+  static void mask_store(T* p, M m, V x) { _mm256_maskstore_pd(p, m, x); }
+  static void prefetch_w(const T* p, int n) {
+    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+    if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
+  }
+};
+
+using KernelF32 = MicroKernel<F32x8, 6, 2>;
+using KernelF64 = MicroKernel<F64x4, 6, 2>;
+
+}  // namespace
+
+void run_avx2(const Problem<float>& p) { run_problem<KernelF32>(p); }
+void run_avx2(const Problem<double>& p) { run_problem<KernelF64>(p); }
+
+}  // namespace kiln::cpu::gemm

@@ -1,0 +1,331 @@
+// The BLIS-style GEMM driver and the generic register-blocked micro-kernel,
+// written once and compiled once per ISA: each gemm_<isa>.cpp defines a SIMD
+// traits struct S (vector type, loads, FMA, masks) and includes this header.
+//
+// Everything below lives in an anonymous namespace on purpose: every
+// translation unit that includes it gets its own private copy compiled with
+// that unit's -m flags. With external linkage the linker would keep one copy
+// of, say, pack_a<float> -- possibly the AVX-512 one -- for all callers, and
+// the scalar path would then execute AVX-512 instructions on a CPU without
+// them.
+//
+// Algorithm (C = A B, row-major, per batch element and per thread tile):
+//   for i0 over M in steps of mb:           A block mb x kc   (L3)
+//     for k0 over K in steps of kc:
+//       pack A[i0:, k0:] into MR-row panels, k-major (zero-padded rows)
+//       for j0 over N in steps of nb:       B block kc x nb   (L2)
+//         pack B[k0:, j0:] into NR-column panels (zero-padded columns)
+//         for each MR-row panel of A:       A micro-panel     (L1)
+//           for each NR-column panel of B:  micro-kernel: MR x NR tile of C
+// The packing absorbs trans_a / trans_b (only the read strides change), so a
+// transposed operand is never copied as a whole. The micro-kernel overwrites C
+// on the first kc block, accumulates on later ones, and applies bias and
+// activation when it writes back the last one -- the epilogue costs no extra
+// pass over C.
+#pragma once
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <new>
+
+#include "cpu/gemm.h"
+
+namespace kiln::cpu::gemm {
+namespace {
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// What the micro-kernel does when it writes its tile back.
+template <class T>
+struct Epi {
+  const T* bias;  // already offset to the tile's first column; nullptr = none
+  Act act;
+  bool first;  // first kc block: overwrite C instead of accumulating
+  bool last;   // last kc block: add bias, apply the activation
+};
+
+// Exact GELU, x * Phi(x), Phi via erf (PyTorch approximate="none").
+template <class T>
+inline T gelu_erf(T x) {
+  return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+}
+// PyTorch approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+template <class T>
+inline T gelu_tanh(T x) {
+  const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
+  return T(0.5) * x * (T(1) + std::tanh(inner));
+}
+// The transcendental activations run per element on a row segment the
+// micro-kernel has just stored (still in L1); relu is done in registers.
+template <class T>
+inline void act_row(T* c, int n, Act act) {
+  if (act == Act::gelu) {
+    for (int j = 0; j < n; ++j) c[j] = gelu_erf(c[j]);
+  } else if (act == Act::gelu_tanh) {
+    for (int j = 0; j < n; ++j) c[j] = gelu_tanh(c[j]);
+  }
+}
+
+// MR x (NV*L) register tile. a: packed A micro-panel (k-major, MR per k);
+// b: B micro-panel with row stride ldb (NR when packed, N when read in place).
+// mr x nr is the valid part of the tile (edge tiles); the padded rows and
+// columns are computed from zeros and masked off at the write-back.
+template <class S, int MR_, int NV>
+struct MicroKernel {
+  using T = typename S::T;
+  using V = typename S::V;
+  using M = typename S::M;
+  static constexpr int L = S::L;
+  static constexpr int MR = MR_;
+  static constexpr int NR = NV * L;
+
+  static void tile(int64_t kc, const T* __restrict a, const T* __restrict b, int64_t ldb,
+                   T* __restrict c, int64_t ldc, int mr, int nr, const Epi<T>& e) {
+    V acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) S::prefetch_w(c + i * ldc, nr);
+
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; ++k) {
+      V bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * L);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i) {
+        const V av = S::bcast(a + i);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(av, bv[v], acc[i][v]);
+      }
+      a += MR;
+      b += ldb;
+    }
+
+    const bool full = nr == NR;
+    M mk[NV];
+    V bias[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      mk[v] = S::mask(nr - v * L);
+      bias[v] = e.last && e.bias ? S::maskz_load(mk[v], e.bias + v * L) : S::zero();
+    }
+    const bool relu = e.last && e.act == Act::relu;
+    const bool transcendental = e.last && (e.act == Act::gelu || e.act == Act::gelu_tanh);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      if (i >= mr) break;
+      T* ci = c + i * ldc;
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        V x = acc[i][v];
+        if (!e.first) x = S::add(x, full ? S::load(ci + v * L) : S::maskz_load(mk[v], ci + v * L));
+        if (e.last) x = S::add(x, bias[v]);
+        if (relu) x = S::relu(x);
+        if (full)
+          S::store(ci + v * L, x);
+        else
+          S::mask_store(ci + v * L, mk[v], x);
+      }
+      if (transcendental) act_row(ci, nr, e.act);
+    }
+  }
+};
+
+// Packs rows [0, rows) x depth [0, kc) of A into one MR-row panel, k-major:
+// dst[k*MR + i] = A(i, k), rows >= `rows` zero. A(i, k) = src[i*rs + k*cs].
+template <int MR, class T>
+void pack_a_panel(const T* src, int64_t rs, int64_t cs, int rows, int64_t kc, T* __restrict dst) {
+  if (cs == 1 && rows == MR) {  // A row-major: gather one column of MR rows per k
+    for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * rs + k];
+  } else if (rs == 1 && rows == MR) {  // trans_a: MR contiguous values per k
+    for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * cs + i];
+  } else {  // edge panel
+    for (int64_t k = 0; k < kc; ++k)
+      for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < rows ? src[i * rs + k * cs] : T(0);
+  }
+}
+
+// Packs depth [0, kc) x columns [0, cols) of B into one NR-column panel:
+// dst[k*NR + j] = B(k, j), columns >= `cols` zero. B(k, j) = src[k*rs + j*cs].
+template <int NR, class T>
+void pack_b_panel(const T* src, int64_t rs, int64_t cs, int cols, int64_t kc, T* __restrict dst) {
+  if (cs == 1 && cols == NR) {  // B row-major: NR contiguous values per k
+    for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[k * rs + j];
+  } else if (rs == 1 && cols == NR) {  // trans_b: column j of op(B) is row j of b
+    // Blocks of 8 k keep the 8 x NR destination lines hot while each source
+    // row is read contiguously.
+    int64_t k0 = 0;
+    for (; k0 + 8 <= kc; k0 += 8)
+      for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) dst[(k0 + k) * NR + j] = src[j * cs + k0 + k];
+    for (; k0 < kc; ++k0)
+      for (int j = 0; j < NR; ++j) dst[k0 * NR + j] = src[j * cs + k0];
+  } else {  // edge panel
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < cols ? src[k * rs + j * cs] : T(0);
+  }
+}
+
+// The serial blocked algorithm on rows [m0, m1) x columns [n0, n1) of one
+// batch element. abuf/bbuf/ebuf: this thread's packing buffers.
+template <class Kn>
+void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0,
+               int64_t n1, const Blocking& bl, typename Kn::T* abuf, typename Kn::T* bbuf,
+               typename Kn::T* ebuf) {
+  using T = typename Kn::T;
+  constexpr int MR = Kn::MR, NR = Kn::NR;
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const T* a = p.a + bi * p.a_bstride;
+  const T* b = p.b + bi * p.b_bstride;
+  T* c = p.c + bi * p.c_bstride;
+  // Element strides of A(i, k) and B(k, j) as stored.
+  const int64_t a_rs = p.trans_a ? 1 : K, a_cs = p.trans_a ? M : 1;
+  const int64_t b_rs = p.trans_b ? 1 : N, b_cs = p.trans_b ? K : 1;
+
+  // Balance the blocks so that no trailing block is a sliver (K = kc + 1
+  // would otherwise run a whole extra pass for one step of depth).
+  const int64_t nk = cdiv(K, bl.kc);
+  const int64_t kc = cdiv(K, nk);
+  // A small, non-transposed B is read in place: its rows are then short and
+  // few enough to stay in L1/L2 unpacked, and packing would cost about as
+  // much as the product itself. Only a ragged last column panel is packed.
+  const bool b_in_place = !p.trans_b && K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024;
+
+  for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
+    const int64_t mb = imin(bl.mb, m1 - i0);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kcc = imin(kc, K - k0);
+      for (int64_t ir = 0; ir < mb; ir += MR)
+        pack_a_panel<MR>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)), kcc,
+                         abuf + ir * kcc);
+      const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
+      for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
+        const int64_t nb = imin(bl.nb, n1 - j0);
+        if (!b_in_place)
+          for (int64_t jr = 0; jr < nb; jr += NR)
+            pack_b_panel<NR>(b + k0 * b_rs + (j0 + jr) * b_cs, b_rs, b_cs, int(imin(NR, nb - jr)),
+                             kcc, bbuf + jr * kcc);
+        const int64_t tail = nb % NR;  // width of a ragged last panel (0: none)
+        if (b_in_place && tail)
+          pack_b_panel<NR>(b + k0 * b_rs + (j0 + nb - tail) * b_cs, b_rs, b_cs, int(tail), kcc,
+                           ebuf);
+        for (int64_t ir = 0; ir < mb; ir += MR) {
+          const int mr = int(imin(MR, mb - ir));
+          const T* ap = abuf + ir * kcc;
+          T* crow = c + (i0 + ir) * N;
+          for (int64_t jr = 0; jr < nb; jr += NR) {
+            const int nr = int(imin(NR, nb - jr));
+            const T* bp;
+            int64_t ldb;
+            if (!b_in_place) {
+              bp = bbuf + jr * kcc;
+              ldb = NR;
+            } else if (nr == NR) {
+              bp = b + k0 * N + j0 + jr;
+              ldb = N;
+            } else {
+              bp = ebuf;
+              ldb = NR;
+            }
+            Epi<T> epi = epi0;
+            if (epi.last && p.bias) epi.bias = p.bias + j0 + jr;
+            Kn::tile(kcc, ap, bp, ldb, crow + j0 + jr, N, mr, nr, epi);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits an M x N output among nt threads as a tm x tn grid of tiles whose
+// edges are multiples of MR / NR: least work per thread first (padding
+// counted), then least packing (tile perimeter).
+template <class Kn>
+void split_grid(int64_t M, int64_t N, int nt, int* tm_out, int* tn_out) {
+  int64_t best_work = -1, best_perim = 0;
+  for (int tn = 1; tn <= nt; ++tn) {
+    if (nt % tn) continue;
+    const int tm = nt / tn;
+    const int64_t rows = cdiv(cdiv(M, tm), Kn::MR) * Kn::MR;
+    const int64_t cols = cdiv(cdiv(N, tn), Kn::NR) * Kn::NR;
+    const int64_t work = rows * cols, perim = rows + cols;
+    if (best_work < 0 || work < best_work || (work == best_work && perim < best_perim)) {
+      best_work = work;
+      best_perim = perim;
+      *tm_out = tm;
+      *tn_out = tn;
+    }
+  }
+}
+
+// Runs the whole batched problem: parallel over the batch when it has enough
+// elements to keep every thread busy, otherwise over a grid of C tiles (every
+// thread does its tile of each batch element; tiles are disjoint, so no
+// barrier is needed). Each thread packs into its own buffers.
+template <class Kn>
+void run_problem(const Problem<typename Kn::T>& p) {
+  using T = typename Kn::T;
+  constexpr int MR = Kn::MR, NR = Kn::NR;
+  if (p.batch == 0 || p.M == 0 || p.N == 0 || p.K == 0) return;  // K = 0 handled by the caller
+  const Blocking bl = blocking_for(MR, NR, sizeof(T));
+  const double flops = 2.0 * double(p.batch) * double(p.M) * double(p.N) * double(p.K);
+  int nt = threads_for(flops);
+  const double per_matrix = 2.0 * double(p.M) * double(p.N) * double(p.K);
+  const bool by_batch = p.batch >= nt && (p.batch % nt == 0 || p.batch >= 4 * nt ||
+                                          per_matrix <= 2.0 * 128 * 128 * 128);
+  int tm = 1, tn = 1;
+  if (!by_batch) {
+    // Don't hand a thread less than one micro-tile of work.
+    const int64_t tiles = cdiv(p.M, MR) * cdiv(p.N, NR);
+    if (tiles < nt) nt = int(imax(1, tiles));
+    split_grid<Kn>(p.M, p.N, nt, &tm, &tn);
+  }
+  const int64_t kc = imin(bl.kc, p.K);
+  const size_t a_bytes = size_t(cdiv(imin(bl.mb, p.M), MR) * MR * kc) * sizeof(T);
+  const size_t b_bytes = size_t(cdiv(imin(bl.nb, p.N), NR) * NR * kc) * sizeof(T);
+  const size_t e_bytes = size_t(NR * kc) * sizeof(T);
+  int failed = 0;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    T* abuf = static_cast<T*>(workspace(0, a_bytes));
+    T* bbuf = static_cast<T*>(workspace(1, b_bytes));
+    T* ebuf = static_cast<T*>(workspace(2, e_bytes));
+    const bool ok = abuf && bbuf && ebuf;
+    if (!ok) {
+#pragma omp atomic write
+      failed = 1;
+    }
+    if (by_batch) {
+#pragma omp for schedule(static)
+      for (int64_t bi = 0; bi < p.batch; ++bi)
+        if (ok) gemm_tile<Kn>(p, bi, 0, p.M, 0, p.N, bl, abuf, bbuf, ebuf);
+    } else if (ok) {
+      const int t = omp_get_thread_num();
+      const int ti = t / tn, tj = t % tn;
+      const int64_t rows = cdiv(cdiv(p.M, tm), MR) * MR;
+      const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
+      const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
+      const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
+      if (m0 < m1 && n0 < n1)
+        for (int64_t bi = 0; bi < p.batch; ++bi) gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
+    }
+  }
+  if (failed) throw std::bad_alloc();
+}
+
+}  // namespace
+}  // namespace kiln::cpu::gemm
