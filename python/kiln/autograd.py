@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Callable, Sequence
 
 import numpy as np
@@ -139,6 +140,11 @@ class Function:
     """
 
     once_differentiable = False
+    # backward reads the inputs' values: an in-place change to one of them after the
+    # forward must raise instead of giving a wrong gradient
+    needs_inputs = True
+    # backward reads the output's values (ctx keeps its array): same check on the output
+    saves_output = False
     __slots__ = ("inputs", "saved", "hooks", "retain", "__dict__")
 
     def save_for_backward(self, *tensors) -> None:
@@ -191,6 +197,10 @@ class Function:
                     ctx.retain = None
                     result.requires_grad = True
                     result.grad_fn = ctx
+                    if cls.needs_inputs:
+                        ctx.versions = [b._version if type(b) is Tensor else 0 for b in args]
+                    if cls.saves_output:
+                        ctx.out_ref = weakref.ref(result)
                     break
         if _mode.anomaly and _has_nonfinite(out):
             raise RuntimeError(
@@ -344,7 +354,12 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                     f"{n.name()}: double backward (create_graph=True) is not supported for this "
                     "op yet"
                 )
-            in_grads = n.backward(n, g)
+            _check_versions(n)
+            anomaly, _mode.anomaly = _mode.anomaly, False  # backward is checked as a whole
+            try:
+                in_grads = n.backward(n, g)
+            finally:
+                _mode.anomaly = anomaly
             if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             if _mode.anomaly:
@@ -375,6 +390,29 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                 n.saved = None
                 n.inputs = None
     return None
+
+
+def _check_versions(n):
+    from kiln.tensor import Tensor
+
+    versions = getattr(n, "versions", None)
+    if versions is not None:
+        for a, v in zip(n.inputs, versions):
+            if type(a) is Tensor and a._version != v:
+                raise RuntimeError(
+                    f"{n.name()}: one of the tensors needed for gradient computation has been "
+                    f"modified by an inplace operation: an input of shape {tuple(a.shape)} is at "
+                    f"version {a._version}; expected version {v} instead."
+                )
+    ref = getattr(n, "out_ref", None)
+    if ref is not None:
+        out = ref()
+        if out is not None and out._version != 0 and out.grad_fn is not n:
+            raise RuntimeError(
+                f"{n.name()}: one of the tensors needed for gradient computation has been "
+                f"modified by an inplace operation: its output of shape {tuple(out.shape)} is at "
+                f"version {out._version}; expected version 0 instead."
+            )
 
 
 def _deliver_leaf(t, g, captured_ids):

@@ -44,6 +44,8 @@ def _expand_back(g: Tensor, shape, dims, keepdim):
 
 
 class Sum(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.meta = (x.shape, dims, keepdim)
@@ -100,6 +102,8 @@ def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 class MaxDim(Function):
     """Values of max/min along one dim; backward scatters g to the saved indices."""
+
+    needs_inputs = False
 
     @staticmethod
     def forward(ctx, x, dim, keepdim, is_max):
