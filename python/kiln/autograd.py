@@ -493,19 +493,19 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
                 if g is not None:
                     analytical[j][row] = g.data.reshape(-1)
             row += 1
-    # numerical jacobian columns
     numerical = [np.zeros_like(a) for a in analytical]
-    with no_grad():
-        for j, t in enumerate(diff):
-            flat = t.data.reshape(-1)
-            for i in range(flat.size):
-                orig = flat[i]
-                flat[i] = orig + eps
-                plus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
-                flat[i] = orig - eps
-                minus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
-                flat[i] = orig
-                numerical[j][:, i] = (plus - minus) / (2 * eps)
+    # numerical jacobian columns (grad mode stays on: fn may itself differentiate, e.g. a
+    # gradient penalty)
+    for j, t in enumerate(diff):
+        flat = t.data.reshape(-1)
+        for i in range(flat.size):
+            orig = flat[i]
+            flat[i] = orig + eps
+            plus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
+            flat[i] = orig - eps
+            minus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
+            flat[i] = orig
+            numerical[j][:, i] = (plus - minus) / (2 * eps)
     for j, t in enumerate(diff):
         a, n = analytical[j], numerical[j]
         if not np.allclose(a, n, atol=atol, rtol=rtol):
