@@ -56,6 +56,12 @@ def _inplace(self: Tensor, result_fn, *args):
     return self
 
 
+def _matmul_op(self, other):
+    if type(other) is not Tensor:
+        return NotImplemented
+    return mm.Matmul.apply(self, other)
+
+
 def _setitem(self, idx, value):
     if isinstance(value, Tensor) or _mode.grad and self.requires_grad:
         _inplace(self, lambda s, v: mv.index_put(s, idx, v), value)
@@ -114,7 +120,7 @@ METHODS = {
     "__add__": ew.add, "__radd__": _r(ew.add), "__sub__": ew.sub, "__rsub__": _r(ew.sub),
     "__mul__": ew.mul, "__rmul__": _r(ew.mul), "__truediv__": ew.div,
     "__rtruediv__": _r(ew.div), "__pow__": ew.pow, "__rpow__": _r(ew.pow),
-    "__matmul__": mm.matmul, "__rmatmul__": _r(mm.matmul), "__neg__": ew.neg,
+    "__matmul__": _matmul_op, "__rmatmul__": _r(mm.matmul), "__neg__": ew.neg,
     "__abs__": ew.abs, "__pos__": lambda self: self,
     "__eq__": ew.eq, "__ne__": ew.ne, "__lt__": ew.lt, "__le__": ew.le, "__gt__": ew.gt,
     "__ge__": ew.ge, "__and__": ew.logical_and, "__or__": ew.logical_or,

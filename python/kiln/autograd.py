@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from typing import Callable, Sequence
 
 import numpy as np
@@ -52,6 +53,10 @@ class _Mode(threading.local):
 
 
 _mode = _Mode()
+
+# Bound by kiln.tensor once Tensor exists (tensor.py imports this module first).
+Tensor = None
+_wrap = None
 
 
 def is_grad_enabled() -> bool:
@@ -139,6 +144,11 @@ class Function:
     """
 
     once_differentiable = False
+    # backward reads the inputs' values: an in-place change to one of them after the
+    # forward must raise instead of giving a wrong gradient
+    needs_inputs = True
+    # backward reads the output's values (ctx keeps its array): same check on the output
+    saves_output = False
     __slots__ = ("inputs", "saved", "hooks", "retain", "__dict__")
 
     def save_for_backward(self, *tensors) -> None:
@@ -174,16 +184,19 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from kiln.tensor import Tensor, _wrap
-
-        ctx = cls.__new__(cls)
-        ctx.saved = ()
-        arrays = [a.data if type(a) is Tensor else a for a in args]
-        out = cls.forward(ctx, *arrays)
-        if isinstance(out, np.generic):  # NumPy returns scalars from 0-d ufunc results
-            out = np.asarray(out)
-        result = _wrap(out)
-        if _mode.grad:
+        ctx = _new(cls)
+        out = cls.forward(ctx, *[a.data if type(a) is Tensor else a for a in args])
+        if type(out) is not _ndarray and isinstance(out, np.generic):
+            out = np.asarray(out)  # NumPy returns scalars from 0-d ufunc results
+        result = _new(Tensor)  # inlined _wrap: this is the hottest line in kiln
+        result.data = out
+        result.requires_grad = False
+        result.grad = None
+        result.grad_fn = None
+        result._hooks = None
+        result._version = 0
+        mode = _mode
+        if mode.grad:
             for a in args:
                 if type(a) is Tensor and a.requires_grad:
                     ctx.inputs = args
@@ -191,8 +204,12 @@ class Function:
                     ctx.retain = None
                     result.requires_grad = True
                     result.grad_fn = ctx
+                    if cls.needs_inputs:
+                        ctx.versions = [b._version if type(b) is Tensor else 0 for b in args]
+                    if cls.saves_output:
+                        ctx.out_ref = weakref.ref(result)
                     break
-        if _mode.anomaly and _has_nonfinite(out):
+        if mode.anomaly and _has_nonfinite(out):
             raise RuntimeError(
                 f"detect_anomaly: forward of '{cls.__name__.lower()}' produced NaN/Inf "
                 f"(output shape {out.shape})"
@@ -200,9 +217,11 @@ class Function:
         return result
 
 
-def _as_grad_tensor(g, like):
-    from kiln.tensor import Tensor, _wrap
+_new = object.__new__
+_ndarray = np.ndarray
 
+
+def _as_grad_tensor(g, like):
     if g is None or type(g) is Tensor:
         return g
     return _wrap(np.asarray(g, dtype=like.data.dtype))
@@ -210,8 +229,6 @@ def _as_grad_tensor(g, like):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate d(tensors)/d(leaves) into the leaves' ``.grad`` (``torch.autograd.backward``)."""
-    from kiln.tensor import Tensor
-
     if isinstance(tensors, Tensor):
         tensors = [tensors]
     if grad_tensors is None or isinstance(grad_tensors, Tensor):
@@ -222,8 +239,6 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
     """Return d(outputs)/d(inputs) without touching ``.grad`` (``torch.autograd.grad``)."""
-    from kiln.tensor import Tensor
-
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
@@ -246,14 +261,35 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
-def _accumulate(buf, key, g):
-    prev = buf.get(key)
-    buf[key] = g if prev is None else prev + g
+_ONES = {}  # read-only 1.0 per dtype: the implicit gradient of a scalar root
+
+
+def _seed(t, g):
+    if type(t) is not Tensor:
+        raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
+    if not t.requires_grad:
+        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+    if g is None:
+        if t.data.size != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs; got shape "
+                f"{tuple(t.shape)}: pass a gradient of that shape"
+            )
+        one = _ONES.get(t.data.dtype)
+        if one is None:
+            one = _ONES[t.data.dtype] = np.ones((), dtype=t.data.dtype)
+            one.flags.writeable = False
+        return _wrap(one if t.data.ndim == 0 else one.reshape(t.data.shape))
+    g = g if type(g) is Tensor else _wrap(np.asarray(g, dtype=t.data.dtype))
+    if g.data.shape != t.data.shape:
+        raise ValueError(
+            f"backward: gradient of shape {tuple(g.shape)} does not match the output of shape "
+            f"{tuple(t.shape)}"
+        )
+    return g
 
 
 def _run(roots, root_grads, retain_graph, create_graph, capture):
-    from kiln.tensor import Tensor, _wrap
-
     if retain_graph is None:
         retain_graph = create_graph
     captured_ids = capture[1] if capture is not None else None
@@ -262,69 +298,52 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
         for t in capture[0]:
             if t.grad_fn is not None:
                 captured_nodes[id(t.grad_fn)] = t
+    start = [(t, _seed(t, g)) for t, g in zip(roots, root_grads)]
 
-    # seed gradients
-    start = []
-    grads = {}
-    for t, g in zip(roots, root_grads):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"backward: expected a Tensor, got {type(t).__name__}")
-        if not t.requires_grad:
-            raise RuntimeError(
-                "element 0 of tensors does not require grad and does not have a grad_fn"
-            )
-        if g is None:
-            if t.data.size != 1:
-                raise RuntimeError(
-                    f"grad can be implicitly created only for scalar outputs; got shape "
-                    f"{tuple(t.shape)}: pass a gradient of that shape"
-                )
-            g = _wrap(np.ones(t.data.shape, dtype=t.data.dtype))
-        else:
-            g = g if isinstance(g, Tensor) else _wrap(np.asarray(g, dtype=t.data.dtype))
-            if g.data.shape != t.data.shape:
-                raise ValueError(
-                    f"backward: gradient of shape {tuple(g.shape)} does not match the output "
-                    f"of shape {tuple(t.shape)}"
-                )
-        start.append((t, g))
-
-    # count consumers of each node reachable from the roots
+    # count the consumers of every node reachable from the roots
     deps = {}
-    nodes = {}
-    stack = [t.grad_fn for t, _ in start if t.grad_fn is not None]
-    for n in stack:
-        nodes[id(n)] = n
-    seen = set(id(n) for n in stack)
+    stack = []
+    for t, _ in start:
+        n = t.grad_fn
+        if n is not None and id(n) not in deps:
+            deps[id(n)] = 0
+            stack.append(n)
     while stack:
         n = stack.pop()
-        inputs = getattr(n, "inputs", None)
+        inputs = n.inputs
         if inputs is None:
             raise RuntimeError(
                 f"{n.name()}: trying to backward through the graph a second time; specify "
                 "retain_graph=True when calling backward the first time"
             )
         for a in inputs:
-            if type(a) is Tensor and a.grad_fn is not None:
+            if type(a) is Tensor:
                 p = a.grad_fn
-                deps[id(p)] = deps.get(id(p), 0) + 1
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    nodes[id(p)] = p
-                    stack.append(p)
+                if p is not None:
+                    k = id(p)
+                    if k in deps:
+                        deps[k] += 1
+                    else:
+                        deps[k] = 1
+                        stack.append(p)
 
-    with set_grad_enabled(create_graph):
-        ready = []
-        for t, g in start:
-            if t.grad_fn is None:
-                _deliver_leaf(t, g, captured_ids)
-            else:
-                _accumulate(grads, id(t.grad_fn), g)
-        for t, _ in start:
-            n = t.grad_fn
-            if n is not None and deps.get(id(n), 0) == 0 and id(n) in grads:
-                if n not in ready:
-                    ready.append(n)
+    grads = {}
+    ready = []
+    for t, g in start:
+        n = t.grad_fn
+        if n is None:
+            _deliver_leaf(t, g, captured_ids)
+            continue
+        k = id(n)
+        grads[k] = grads[k] + g if k in grads else g
+        if deps[k] == 0 and n not in ready:
+            ready.append(n)
+
+    prev_grad, prev_anomaly = _mode.grad, _mode.anomaly
+    anomaly = prev_anomaly
+    _mode.grad = create_graph
+    _mode.anomaly = False  # ops inside backward are checked as a whole, per node
+    try:
         while ready:
             n = ready.pop()
             g = grads.pop(id(n))
@@ -344,10 +363,11 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                     f"{n.name()}: double backward (create_graph=True) is not supported for this "
                     "op yet"
                 )
+            _check_versions(n)
             in_grads = n.backward(n, g)
             if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
-            if _mode.anomaly:
+            if anomaly:
                 for k, ig in enumerate(in_grads):
                     if ig is not None and _has_nonfinite(ig.data if type(ig) is Tensor else ig):
                         raise RuntimeError(
@@ -357,7 +377,8 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
             for a, ig in zip(n.inputs, in_grads):
                 if ig is None or type(a) is not Tensor or not a.requires_grad:
                     continue
-                ig = _as_grad_tensor(ig, a)
+                if type(ig) is not Tensor:
+                    ig = _as_grad_tensor(ig, a)
                 if ig.data.shape != a.data.shape:
                     raise RuntimeError(
                         f"{n.name()}: returned a gradient of shape {tuple(ig.shape)} for an "
@@ -367,14 +388,37 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                 if p is None:
                     _deliver_leaf(a, ig, captured_ids)
                     continue
-                _accumulate(grads, id(p), ig)
-                deps[id(p)] -= 1
-                if deps[id(p)] == 0:
+                k = id(p)
+                grads[k] = grads[k] + ig if k in grads else ig
+                deps[k] -= 1
+                if deps[k] == 0:
                     ready.append(p)
             if not retain_graph:
-                n.saved = None
                 n.inputs = None
-    return None
+                n.saved = None
+    finally:
+        _mode.grad, _mode.anomaly = prev_grad, prev_anomaly
+
+
+def _check_versions(n):
+    versions = getattr(n, "versions", None)
+    if versions is not None:
+        for a, v in zip(n.inputs, versions):
+            if type(a) is Tensor and a._version != v:
+                raise RuntimeError(
+                    f"{n.name()}: one of the tensors needed for gradient computation has been "
+                    f"modified by an inplace operation: an input of shape {tuple(a.shape)} is at "
+                    f"version {a._version}; expected version {v} instead."
+                )
+    ref = getattr(n, "out_ref", None)
+    if ref is not None:
+        out = ref()
+        if out is not None and out._version != 0 and out.grad_fn is not n:
+            raise RuntimeError(
+                f"{n.name()}: one of the tensors needed for gradient computation has been "
+                f"modified by an inplace operation: its output of shape {tuple(out.shape)} is at "
+                f"version {out._version}; expected version 0 instead."
+            )
 
 
 def _deliver_leaf(t, g, captured_ids):
@@ -390,7 +434,9 @@ def _deliver_leaf(t, g, captured_ids):
         return
     if t.grad is None:
         # own the buffer: the gradient may alias a tensor the user still holds
-        t.grad = g.detach().clone() if g.grad_fn is None else g
+        t.grad = _wrap(g.data.copy()) if g.grad_fn is None else g
+    elif g.grad_fn is None and t.grad.grad_fn is None and t.grad.data.flags.writeable:
+        np.add(t.grad.data, g.data, out=t.grad.data)  # accumulate in place, like PyTorch
     else:
         t.grad = t.grad + g
 
@@ -447,19 +493,19 @@ def gradcheck(fn: Callable, inputs: Sequence, eps: float = 1e-6, atol: float = 1
                 if g is not None:
                     analytical[j][row] = g.data.reshape(-1)
             row += 1
-    # numerical jacobian columns
     numerical = [np.zeros_like(a) for a in analytical]
-    with no_grad():
-        for j, t in enumerate(diff):
-            flat = t.data.reshape(-1)
-            for i in range(flat.size):
-                orig = flat[i]
-                flat[i] = orig + eps
-                plus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
-                flat[i] = orig - eps
-                minus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
-                flat[i] = orig
-                numerical[j][:, i] = (plus - minus) / (2 * eps)
+    # numerical jacobian columns (grad mode stays on: fn may itself differentiate, e.g. a
+    # gradient penalty)
+    for j, t in enumerate(diff):
+        flat = t.data.reshape(-1)
+        for i in range(flat.size):
+            orig = flat[i]
+            flat[i] = orig + eps
+            plus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
+            flat[i] = orig - eps
+            minus = np.concatenate([o.data.reshape(-1).astype(np.float64) for o in outputs()])
+            flat[i] = orig
+            numerical[j][:, i] = (plus - minus) / (2 * eps)
     for j, t in enumerate(diff):
         a, n = analytical[j], numerical[j]
         if not np.allclose(a, n, atol=atol, rtol=rtol):

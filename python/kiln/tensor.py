@@ -241,6 +241,12 @@ def _wrap(arr) -> Tensor:
     return t
 
 
+import kiln.autograd as _autograd  # noqa: E402
+
+_autograd.Tensor = Tensor
+_autograd._wrap = _wrap
+
+
 def _norm_dim(dim: int, ndim: int, op: str) -> int:
     n = max(ndim, 1)
     if not -n <= dim < n:

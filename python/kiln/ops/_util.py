@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from kiln import _cpu
+from kiln.autograd import _mode
 from kiln.tensor import Tensor, _wrap
 
 F32 = np.dtype(np.float32)
@@ -77,6 +78,8 @@ def sum_to(g: Tensor, shape):
     dims = tuple(range(lead)) + tuple(
         i + lead for i, s in enumerate(shape) if s == 1 and gs[i + lead] != 1
     )
+    if not _mode.grad:  # plain backward: reduce the array directly
+        return _wrap(np.sum(g.data, axis=dims, keepdims=True).reshape(shape))
     from kiln.ops.reduce import sum as _sum
 
     out = _sum(g, dims, keepdim=True) if dims else g
@@ -89,3 +92,9 @@ def sum_to(g: Tensor, shape):
 
 def wrap(arr) -> Tensor:
     return _wrap(arr)
+
+
+def raw() -> bool:
+    """True inside a plain backward pass (no create_graph): formulas may use NumPy
+    directly instead of recording kiln ops."""
+    return not _mode.grad

@@ -28,6 +28,7 @@ class _Act(Function):
 
     kernel = ""
     uses_output = False
+    saves_output = True
 
     @classmethod
     def forward(cls, ctx, x, *params):
@@ -153,6 +154,7 @@ def elu(x, alpha=1.0):
 
 class _SoftmaxBase(Function):
     kernel = ""
+    saves_output = True
 
     @classmethod
     def forward(cls, ctx, x, dim):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kiln.autograd import Function
-from kiln.ops._util import fix_float, shape_of, sum_to, wrap
+from kiln.ops._util import fix_float, raw, shape_of, sum_to, wrap
 from kiln.tensor import Tensor
 
 
@@ -41,6 +41,8 @@ def _binary(ufunc, a, b, op):
 
 
 class Add(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (shape_of(a), shape_of(b))
@@ -53,6 +55,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (shape_of(a), shape_of(b))
@@ -61,7 +65,9 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return sum_to(g, sa), (None if sb is None else sum_to(neg(g), sb))
+        if sb is None:
+            return sum_to(g, sa), None
+        return sum_to(g, sa), sum_to(wrap(-g.data) if raw() else neg(g), sb)
 
 
 class Mul(Function):
@@ -74,6 +80,11 @@ class Mul(Function):
     def backward(ctx, g):
         a, b = ctx.inputs
         sa, sb = ctx.shapes
+        if raw():
+            gd = g.data
+            ga = sum_to(wrap(gd * _data(b)), sa) if sa is not None and a.requires_grad else None
+            gb = sum_to(wrap(gd * _data(a)), sb) if sb is not None and b.requires_grad else None
+            return ga, gb
         ga = sum_to(mul(g, b), sa) if sa is not None and a.requires_grad else None
         gb = sum_to(mul(g, a), sb) if sb is not None and b.requires_grad else None
         return ga, gb

@@ -32,7 +32,8 @@ def _batched(x: np.ndarray, batch: tuple, nb: int):
     broadcasts such as (2, 1) against (1, 3)."""
     xb = x.shape[:-2]
     if int(np.prod(xb)) == 1:
-        return x.reshape((1,) + x.shape[-2:])
+        arr, tr = _operand(x.reshape(x.shape[-2:]))
+        return arr.reshape((1,) + arr.shape), tr
     if xb != batch:
         x = np.broadcast_to(x, batch + x.shape[-2:])
     arr, tr = _operand(x)
@@ -166,6 +167,8 @@ def bmm(a, b):
 
 class Linear(Function):
     """y = act(x W^T + b) in one GEMM call (bias and relu applied in the kernel's write-back)."""
+
+    saves_output = True  # the relu mask is read from the output
 
     @staticmethod
     def forward(ctx, x, w, b, activation):

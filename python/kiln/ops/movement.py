@@ -24,6 +24,8 @@ def _sizes(shape, op):
 
 
 class Reshape(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, shape, view):
         ctx.shape = x.shape
@@ -82,6 +84,8 @@ def unflatten(x, dim, sizes):
 
 
 class Permute(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, perm):
         ctx.perm = perm
@@ -123,6 +127,8 @@ def t(x):
 
 
 class Expand(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, shape):
         ctx.shape = x.shape
@@ -175,6 +181,8 @@ def squeeze(x, dim=None):
 
 
 class Cat(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, dim, *xs):
         ctx.sizes = [a.shape[dim] for a in xs]
@@ -234,6 +242,8 @@ def stack(tensors, dim=0):
 
 
 class Narrow(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, dim, start, length):
         ctx.meta = (x.shape, dim, start)
@@ -291,6 +301,8 @@ def chunk(x, chunks, dim=0):
 
 
 class PadZero(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, widths, value):
         ctx.widths = widths
@@ -308,6 +320,8 @@ def _pad_zero(g, widths):
 
 class PadMode(Function):
     """reflect / replicate / circular padding; backward folds the padded border back."""
+
+    needs_inputs = False
 
     once_differentiable = True
 
@@ -359,6 +373,8 @@ def pad(x, pad, mode="constant", value=None):  # noqa: A002 - F.pad's name
 
 
 class Flip(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
@@ -427,6 +443,8 @@ def _is_basic(idx):
 
 
 class Index(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, idx):
         ctx.meta = (x.shape, x.dtype, idx)
@@ -456,6 +474,8 @@ def index(x, idx):
 class IndexPut(Function):
     """out = x with out[idx] = v; grads: x gets g with idx zeroed, v gets g[idx]."""
 
+    needs_inputs = False
+
     once_differentiable = True
 
     @staticmethod
@@ -483,6 +503,8 @@ def index_put(x, idx, v):
 
 # ---- copies and conversion ----------------------------------------------------------
 class Clone(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x):
         return x.copy(order="C")
@@ -503,6 +525,8 @@ def contiguous(x):
 
 
 class Cast(Function):
+    needs_inputs = False
+
     @staticmethod
     def forward(ctx, x, nd):
         ctx.src = x.dtype
