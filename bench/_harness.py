@@ -119,7 +119,10 @@ def measure(contenders: dict[str, Callable[[], object]], budget_s: float = 2.0,
         try:
             for _ in range(warmup):
                 fn()
-            t = _sample(fn, 1)
+            t, k = _sample(fn, 1), 1
+            while t * k < 1e-3 and k < 100_000:  # calibrate on >= 1 ms, not one noisy call
+                k *= 4
+                t = _sample(fn, k)
         except Exception as e:  # noqa: BLE001  (a missing kernel is a result, not a crash)
             res[name] = {"error": f"{type(e).__name__}: {e}".splitlines()[0][:160]}
             continue
@@ -141,12 +144,20 @@ def measure(contenders: dict[str, Callable[[], object]], budget_s: float = 2.0,
     return res
 
 
-def ratio(res: dict[str, dict], ref: str, kiln: str = "kiln") -> float | None:
-    """t_ref / t_kiln on medians (> 1: kiln faster); None if either is missing."""
+def ratio(res: dict[str, dict], ref: str, kiln: str = "kiln",
+          stat: str = "median_s") -> float | None:
+    """t_ref / t_kiln on medians, or on best samples with stat="min_s" (> 1: kiln faster);
+    None if either is missing."""
     a, b = res.get(ref, {}), res.get(kiln, {})
-    if "median_s" not in a or "median_s" not in b:
+    if stat not in a or stat not in b:
         return None
-    return a["median_s"] / b["median_s"]
+    return a[stat] / b[stat]
+
+
+def ratio2(res: dict[str, dict], ref: str, kiln: str = "kiln") -> str:
+    """"median ratio (best-sample ratio)" for a table cell."""
+    m = ratio(res, ref, kiln)
+    return "—" if m is None else f"{m:.2f}× ({ratio(res, ref, kiln, 'min_s'):.2f}×)"
 
 
 # ---- formatting ---------------------------------------------------------------------

@@ -33,7 +33,7 @@ NAMES = ["kiln", "kiln kernel", "numpy", "torch"]
 def _budget(flops: float, quick: bool) -> tuple[float, int]:
     if quick:
         return 0.25, 3
-    return (4.0, 3) if flops > 5e9 else (3.0, 5) if flops > 1e9 else (1.5, 7)
+    return (6.0, 5) if flops > 5e9 else (4.0, 7) if flops > 1e9 else (2.0, 9)
 
 
 def _case(name, m, k, n, quick, rng):
@@ -125,14 +125,14 @@ def markdown(payload: dict) -> str:
                 H.fmt(gk) + (f" ({H.fmt(c['flops'] / best * 1e-9)})" if best else ""),
                 H.fmt(gk / pk * 100 if gk and pk else None, 0, "%"),
                 H.fmt(_gf(c, "kiln kernel")), H.fmt(_gf(c, "numpy")), H.fmt(_gf(c, "torch")),
-                H.fmt_ratio(H.ratio(c["res"], "numpy")), H.fmt_ratio(H.ratio(c["res"], "torch")),
+                H.ratio2(c["res"], "numpy"), H.ratio2(c["res"], "torch"),
                 "—" if c["max_rel_err"] is None else f"{c['max_rel_err']:.0e}",
                 H.fmt(c["res"].get("_other"), 2),
             ])
     hdr = ["shape", "thr", "kiln GFLOP/s (best)", "% peak", "kiln kernel", "NumPy", "PyTorch",
            "kiln vs NumPy", "kiln vs torch", "rel err", "other"]
     out = [("GFLOP/s from medians (kiln's best sample in parentheses); "
-            f"{payload['ratio']}; % peak against the FMA peak for the same thread count."), "",
+            f"{payload['ratio']}, on medians (on best samples); % peak against the FMA peak for the same thread count."), "",
            H.md_table(hdr, rows)]
     for run in payload["runs"]:
         nv = run.get("naive")
