@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import kiln
+
 from helpers import assert_close
 
 SIZES = [1, 3, 17, 1023]
