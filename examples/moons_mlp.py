@@ -1,5 +1,6 @@
 """Train a 2-layer MLP on two-moons data with plain kiln tensors and autograd (README example)."""
 import math
+
 import kiln
 import kiln.nn.functional as F
 
@@ -15,7 +16,7 @@ w1 = (kiln.randn(32, 2) * 0.5).requires_grad_()
 b1 = kiln.zeros(32, requires_grad=True)
 w2 = (kiln.randn(2, 32) * 0.2).requires_grad_()
 b2 = kiln.zeros(2, requires_grad=True)
-for step in range(300):
+for _ in range(300):
     logits = F.linear(F.linear(x, w1, b1, activation="relu"), w2, b2)
     loss = F.cross_entropy(logits, label)
     for p in (w1, b1, w2, b2):

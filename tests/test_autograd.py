@@ -92,7 +92,7 @@ def test_double_backward_through_kernel_ops_uses_composites():
               lambda t: kiln.nn.functional.softmax(t, 0)):
         (g,) = kiln.autograd.grad((f(x) * x).sum(), x, create_graph=True)
         assert g.requires_grad
-        assert gradcheck(lambda t: kiln.autograd.grad((f(t) * t).sum(), t, create_graph=True)[0],
+        assert gradcheck(lambda t, f=f: kiln.autograd.grad((f(t) * t).sum(), t, create_graph=True)[0],
                          [x])
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as TF
 
 import kiln
 import kiln.nn.functional as F
+
 from helpers import assert_close
 
 CASES = list(itertools.product(["none", "mean", "sum"], [False, True], [0.0, 0.1], [None, 1]))

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import kiln
+
 from helpers import assert_close
 
 SIZES = [1, 3, 17, 1023]
@@ -97,3 +98,19 @@ def test_matmul_double_backward():
     (tga,) = torch.autograd.grad((ta @ tb).pow(2).sum(), [ta], create_graph=True)
     tga.sum().backward()
     assert_close(b.grad, tb.grad, rtol=1e-10)
+
+
+@pytest.mark.parametrize("act,ref", [("relu", torch.relu), ("gelu", torch.nn.functional.gelu),
+                                     ("gelu_tanh", lambda t: torch.nn.functional.gelu(t, approximate="tanh")),
+                                     (None, lambda t: t)])
+@pytest.mark.parametrize("shape", [(1, 3), (17, 33), (4, 5, 64)])
+def test_linear_fused_epilogue_inference(act, ref, shape):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((19, shape[-1])).astype(np.float32)
+    b = rng.standard_normal(19).astype(np.float32)
+    with kiln.no_grad():
+        out = kiln.nn.functional.linear(kiln.from_numpy(x), kiln.from_numpy(w), kiln.from_numpy(b),
+                                        activation=act)
+    expect = ref(torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)))
+    assert_close(out, expect)

@@ -7,8 +7,8 @@ sense, on zero-size inputs.
 """
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -17,7 +17,8 @@ import torch.nn.functional as TF
 
 import kiln
 import kiln.nn.functional as F
-from helpers import assert_close, to_torch
+
+from helpers import assert_close
 
 
 @dataclass

@@ -20,7 +20,11 @@ from kiln import _cpu
 if _os.environ.get("KILN_CPU_ALLOCATOR", "pool") != "system":
     _cpu.install_numpy_allocator()
 
-from kiln import autograd  # noqa: E402
+from kiln import (
+    _methods,  # noqa: E402, F401  (attaches operators to Tensor)
+    autograd,  # noqa: E402
+    nn,  # noqa: E402
+)
 from kiln._dtype import bool_ as bool  # noqa: E402, A001
 from kiln._dtype import double, dtype, float, float32, float64, int64, long  # noqa: E402, A001
 from kiln.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
@@ -50,8 +54,6 @@ from kiln.creation import (  # noqa: E402
     zeros_like,
 )
 from kiln.device import info as _info  # noqa: E402
-from kiln.tensor import Size, Tensor  # noqa: E402
-from kiln import _methods  # noqa: E402, F401  (attaches operators to Tensor)
 from kiln.ops.activation import (  # noqa: E402
     log_softmax,
     relu,
@@ -130,7 +132,7 @@ from kiln.ops.reduce import (  # noqa: E402
     sum,
     var,
 )
-from kiln import nn  # noqa: E402
+from kiln.tensor import Size, Tensor  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:

@@ -55,7 +55,9 @@ def to_np(d) -> np.dtype:
     try:
         nd = np.dtype(d)
     except TypeError:
-        raise TypeError(f"unsupported dtype {d!r}; kiln has float32, float64, int64, bool") from None
+        raise TypeError(
+            f"unsupported dtype {d!r}; kiln has float32, float64, int64, bool"
+        ) from None
     if nd in _FROM_NP:
         return nd
     raise TypeError(f"unsupported dtype {d!r}; kiln has float32, float64, int64, bool")

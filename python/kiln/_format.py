@@ -41,13 +41,15 @@ def tensor_repr(t) -> str:
     arr = to_host(t.data)
     prefix = "tensor("
     body = np.array2string(
-        arr, separator=", ", prefix=prefix, formatter=_padded(arr, _formatter(arr)), threshold=1000, edgeitems=3
+        arr, separator=", ", prefix=prefix, formatter=_padded(arr, _formatter(arr)),
+        threshold=1000, edgeitems=3,
     )
     extras = []
     dev = t.device
     if dev != "cpu":
         extras.append(f"device='{dev}'")
-    if arr.dtype not in (np.float32, np.int64, np.bool_) or (arr.size == 0 and arr.dtype != np.float32):
+    default = arr.dtype in (np.float32, np.int64, np.bool_)
+    if not default or (arr.size == 0 and arr.dtype != np.float32):
         extras.append(f"dtype=kiln.{t.dtype.name}")
     if t.grad_fn is not None:
         extras.append(f"grad_fn=<{t.grad_fn.name()}>")

@@ -77,9 +77,13 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         try:
             raw = np.array(data)
         except ValueError as e:
-            raise ValueError(f"tensor: cannot build a tensor from {type(data).__name__}: {e}") from None
+            raise ValueError(
+                f"tensor: cannot build a tensor from {type(data).__name__}: {e}"
+            ) from None
         if raw.dtype == object:
-            raise TypeError(f"tensor: cannot build a tensor from ragged or non-numeric data {data!r:.80}")
+            raise TypeError(
+                f"tensor: cannot build a tensor from ragged or non-numeric data {data!r:.80}"
+            )
         nd = _dtype.to_np(dtype) if dtype is not None else (
             _F32 if raw.dtype.kind == "f" else _dtype.storable(raw.dtype))
         arr = raw.astype(nd, copy=False)

@@ -22,7 +22,6 @@ import weakref
 import numpy as np
 
 from kiln import _dtype
-from kiln.autograd import _mode
 
 _DEFAULT_FLOAT = np.dtype(np.float32)
 
@@ -45,7 +44,8 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False) -> None:
         arr = data if type(data) is np.ndarray else np.asarray(data)
         if arr.dtype not in _dtype._FROM_NP:
-            arr = arr.astype(_DEFAULT_FLOAT if arr.dtype.kind == "f" else _dtype.storable(arr.dtype))
+            kind = arr.dtype.kind
+            arr = arr.astype(_DEFAULT_FLOAT if kind == "f" else _dtype.storable(arr.dtype))
         self.data = arr
         self.grad = None
         self.grad_fn = None
@@ -108,7 +108,7 @@ class Tensor:
         return self.data.shape[0]
 
     # ---- autograd state ---------------------------------------------------------
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.data.dtype.kind != "f":
             raise RuntimeError(
                 f"only Tensors of floating point dtype can require gradients (got {self.dtype})"
@@ -120,10 +120,10 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         return _wrap(self.data)
 
-    def detach_(self) -> "Tensor":
+    def detach_(self) -> Tensor:
         self.grad_fn = None
         self.requires_grad = False
         return self
@@ -153,7 +153,8 @@ class Tensor:
     def numpy(self, *, force: bool = False) -> np.ndarray:
         if self.requires_grad and not force:
             raise RuntimeError(
-                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
+                "Can't call numpy() on Tensor that requires grad. "
+                "Use tensor.detach().numpy() instead."
             )
         from kiln.device import to_host
 
