@@ -2,12 +2,14 @@
 
 Timing: the contenders of one case (kiln, NumPy, PyTorch...) run *alternately* in one
 process -- each round times every contender once, the starting one rotating from round
-to round -- so a slow phase of a shared machine hits them all alike. Each contender is first warmed up (and run once
-as a check: one that raises, e.g. a kernel that is "not yet implemented", is reported as
-missing with its error instead of stopping the bench), then calibrated: a sample is
-``inner`` back-to-back calls with ``inner`` chosen so that a sample lasts about
-``sample_s``. Rounds continue until the time budget is spent (at least ``min_samples``,
-at most ``max_samples``). Reported per contender: median and min seconds per call.
+to round -- so a slow phase of a shared machine hits them all alike. Each contender is
+first warmed up (and run once as a check: one that raises, e.g. a kernel that is "not yet
+implemented", is reported as missing with its error instead of stopping the bench), then
+calibrated on >= 1 ms of calls: a sample is ``inner`` back-to-back calls with ``inner``
+chosen so that a sample lasts about ``sample_s``. Rounds continue until the time budget
+is spent (at least ``min_samples``, at most ``max_samples``). Reported per contender:
+median and min seconds per call, and for the case the number of cores other processes
+kept busy meanwhile (a noise indicator).
 
 Threads: every thread count runs in its own subprocess whose environment sets
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS before NumPy is imported
@@ -55,9 +57,10 @@ def run_per_thread(script: str, threads: list[int], args: list[str]) -> list[dic
 
 def setup_child(n: int) -> dict:
     """In a child process: set every library to ``n`` threads; return versions."""
-    import kiln
     import numpy as np
     import torch
+
+    import kiln
 
     kiln.set_num_threads(n)
     torch.set_num_threads(n)

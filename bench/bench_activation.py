@@ -81,11 +81,12 @@ def _shape(name, size):
 
 
 def _pointwise(op, size, bwd, quick, rng):
-    import kiln
-    import kiln.nn.functional as KF
     import numpy as np
     import torch
     import torch.nn.functional as TF
+
+    import kiln
+    import kiln.nn.functional as KF
     from kiln import _cpu
 
     name, kf, tf, npf, kern, params, uses_out = op
@@ -131,11 +132,12 @@ def _pointwise(op, size, bwd, quick, rng):
 
 
 def _cross_entropy(bwd, quick, rng):
-    import kiln
-    import kiln.nn.functional as KF
     import numpy as np
     import torch
     import torch.nn.functional as TF
+
+    import kiln
+    import kiln.nn.functional as KF
     from kiln import _cpu
 
     n, c = 4096, 1000

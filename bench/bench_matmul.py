@@ -37,9 +37,10 @@ def _budget(flops: float, quick: bool) -> tuple[float, int]:
 
 
 def _case(name, m, k, n, quick, rng):
-    import kiln
     import numpy as np
     import torch
+
+    import kiln
     from kiln import _cpu
 
     a = rng.standard_normal((m, k), dtype=np.float32)
@@ -66,6 +67,7 @@ def _case(name, m, k, n, quick, rng):
 
 def _naive(quick, rng) -> dict:
     import numpy as np
+
     from kiln import _cpu
 
     s = 512
@@ -132,7 +134,8 @@ def markdown(payload: dict) -> str:
     hdr = ["shape", "thr", "kiln GFLOP/s (best)", "% peak", "kiln kernel", "NumPy", "PyTorch",
            "kiln vs NumPy", "kiln vs torch", "rel err", "other"]
     out = [("GFLOP/s from medians (kiln's best sample in parentheses); "
-            f"{payload['ratio']}, on medians (on best samples); % peak against the FMA peak for the same thread count."), "",
+            f"{payload['ratio']}, on medians (on best samples); % peak against the FMA peak "
+            "for the same thread count."), "",
            H.md_table(hdr, rows)]
     for run in payload["runs"]:
         nv = run.get("naive")

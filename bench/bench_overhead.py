@@ -57,8 +57,9 @@ def _cases(lib, grad: bool):
 
 
 def child(n: int, quick: bool) -> dict:
-    import kiln
     import torch
+
+    import kiln
 
     meta = H.setup_child(n)
     cases = []
