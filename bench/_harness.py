@@ -5,8 +5,8 @@ process -- each round times every contender once, the starting one rotating from
 to round -- so a slow phase of a shared machine hits them all alike. Each contender is
 first warmed up (and run once as a check: one that raises, e.g. a kernel that is "not yet
 implemented", is reported as missing with its error instead of stopping the bench), then
-calibrated on >= 1 ms of calls: a sample is ``inner`` back-to-back calls with ``inner``
-chosen so that a sample lasts about ``sample_s``. Rounds continue until the time budget
+calibrated on the best of 3 batches of >= 1 ms: a sample is ``inner`` back-to-back calls,
+``inner`` chosen so that a sample lasts about ``sample_s``. Rounds continue until the time budget
 is spent (at least ``min_samples``, at most ``max_samples``). Reported per contender:
 median and min seconds per call, and for the case the number of cores other processes
 kept busy meanwhile (a noise indicator).
@@ -122,10 +122,12 @@ def measure(contenders: dict[str, Callable[[], object]], budget_s: float = 2.0,
         try:
             for _ in range(warmup):
                 fn()
-            t, k = _sample(fn, 1), 1
-            while t * k < 1e-3 and k < 100_000:  # calibrate on >= 1 ms, not one noisy call
+            k = 1
+            while True:  # calibrate on the best of 3 batches of >= 1 ms, not one noisy call
+                t = min(_sample(fn, k) for _ in range(3))
+                if t * k >= 1e-3 or k >= 100_000:
+                    break
                 k *= 4
-                t = _sample(fn, k)
         except Exception as e:  # noqa: BLE001  (a missing kernel is a result, not a crash)
             res[name] = {"error": f"{type(e).__name__}: {e}".splitlines()[0][:160]}
             continue
