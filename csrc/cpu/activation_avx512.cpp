@@ -50,10 +50,10 @@ void sigmoid(const float* x, float* y, int64_t n) { map1(x, y, n, [](__m512 v) {
 
 void tanh(const float* x, float* y, int64_t n) { map1(x, y, n, [](__m512 v) { return vm::tanh(v); }); }
 
-// silu = x / (1 + exp(-x)) (PyTorch's form: exact -0 / 0 limits, no denormal sigmoid).
+// silu = x * 1/(1 + exp(-x)) (PyTorch: x / (1 + exp(-x)); same -0 and NaN limits).
 void silu(const float* x, float* y, int64_t n) {
   map1(x, y, n, [](__m512 v) {
-    return _mm512_div_ps(v, _mm512_add_ps(set(1.0f), vm::exp(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+    return _mm512_mul_ps(v, vm::recip(_mm512_add_ps(set(1.0f), vm::exp(_mm512_sub_ps(_mm512_setzero_ps(), v)))));
   });
 }
 
@@ -101,13 +101,14 @@ void gelu_backward(const float* g, const float* x, float* gi, int64_t n, bool ta
 // softplus = t > threshold ? x : log1p(exp(t)) / beta, t = beta x, with
 // log1p(exp(t)) = max(t, 0) + log1p(exp(-|t|)) so exp never overflows.
 void softplus(const float* x, float* y, int64_t n, float beta, float threshold) {
+  const float inv_beta = float(1.0 / double(beta));
   map1(x, y, n, [=](__m512 v) {
     const __m512 t = _mm512_mul_ps(v, set(beta));
     const __m512 e = vm::exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(t)));
     // max(t, 0) returns 0 for NaN t; the log1p term carries the NaN.
     const __m512 r = _mm512_add_ps(_mm512_max_ps(t, _mm512_setzero_ps()), vm::log1p_01(e));
     const __mmask16 lin = _mm512_cmp_ps_mask(t, set(threshold), _CMP_GT_OQ);
-    return _mm512_mask_blend_ps(lin, _mm512_div_ps(r, set(beta)), v);
+    return _mm512_mask_blend_ps(lin, _mm512_mul_ps(r, set(inv_beta)), v);
   });
 }
 
