@@ -1,5 +1,5 @@
 // AVX-512 float32 activations, forward and backward, for the transcendental ones (sigmoid,
-// tanh, silu, gelu exact and tanh-approximate, softplus, elu). 16 lanes per step; the tail is
+// tanh, silu, gelu exact and tanh-approximate, softplus, elu) and leaky_relu. 16 lanes per step; the tail is
 // one masked load/store, so any n works. The math functions and their accuracy are described
 // in vecmath_avx512.h; formulas mirror PyTorch's CPU kernels (same branch conditions, so the
 // kinks, NaN and threshold behaviour agree) but use the cancellation-free forms below.
@@ -45,6 +45,23 @@ inline __m512 gelu_tanh_s(__m512 x, __m512* du) {
   return vm::sigmoid(_mm512_add_ps(u, u));
 }
 }  // namespace
+
+// leaky_relu = x > 0 ? x : slope x, leaky_relu' = x > 0 ? 1 : slope (NaN x takes the slope
+// branch: NaN forward, grad * slope backward, as PyTorch). Here because the portable ?: form
+// does not vectorise reliably.
+void leaky_relu(const float* x, float* y, int64_t n, float slope) {
+  map1(x, y, n, [=](__m512 v) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, set(slope)), v);
+  });
+}
+
+void leaky_relu_backward(const float* g, const float* x, float* gi, int64_t n, float slope) {
+  map2(g, x, gi, n, [=](__m512 gv, __m512 v) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_blend_ps(pos, _mm512_mul_ps(gv, set(slope)), gv);
+  });
+}
 
 void sigmoid(const float* x, float* y, int64_t n) { map1(x, y, n, [](__m512 v) { return vm::sigmoid(v); }); }
 

@@ -42,6 +42,8 @@ inline bool use_avx512() { return isa() == Isa::avx512; }
 
 namespace avx512 {
 // ---- elementwise activations over n floats (activation_avx512.cpp) ---------------------
+void leaky_relu(const float* x, float* y, int64_t n, float slope);
+void leaky_relu_backward(const float* g, const float* x, float* gi, int64_t n, float slope);
 void sigmoid(const float* x, float* y, int64_t n);
 void tanh(const float* x, float* y, int64_t n);
 void silu(const float* x, float* y, int64_t n);
