@@ -3,15 +3,16 @@
 //   relu, leaky_relu, sigmoid, tanh, gelu (exact: x Phi(x); tanh: 0.5 x (1 + tanh(u))), silu,
 //   softplus (beta, threshold), elu (alpha).
 // The branch conditions are PyTorch's (relu' = x <= 0 ? 0 : 1, leaky_relu' = x > 0 ? 1 : slope,
-// elu' = x > 0 ? 1 : alpha e^x (NaN -> NaN), softplus linear when beta x > threshold), so kinks and NaN
-// behave the same. Where PyTorch's formula cancels we use an equivalent stable one:
+// elu' = x > 0 ? 1 : alpha e^x (NaN -> NaN, as PyTorch float64), softplus linear when
+// beta x > threshold), so kinks and NaN behave the same. Where PyTorch's formula cancels we
+// use an equivalent stable one:
 //   gelu exact  x * erfc(-x/sqrt 2)/2          (not 1 + erf(.), which cancels for x << 0)
 //   gelu tanh   x / (1 + exp(-2u))             (= 0.5 x (1 + tanh u))
 //   softplus    max(t, 0) + log1p(exp(-|t|))   (= log1p(exp t), never overflows)
 // float32 on AVX-512 machines runs the vectorised math of activation_avx512.cpp; float64 and
-// the scalar/avx2 ISA levels use std:: functions in the element type. Elementwise kernels that
-// are only compares and multiplies (relu, leaky_relu, sigmoid/tanh backward) are plain loops
-// that the compiler vectorises.
+// the scalar/avx2 ISA levels use std:: functions in the element type (gelu's erfc in double,
+// see phi_s). Kernels that are only compares and multiplies (relu, sigmoid/tanh backward)
+// are plain loops that the compiler vectorises; large arrays are split over OpenMP threads.
 #include <cmath>
 
 #include "cpu/kernels.h"
