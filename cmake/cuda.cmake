@@ -35,7 +35,12 @@ message(STATUS "kiln: building kiln._cuda for ${_kiln_archs} (CUDA ${CMAKE_CUDA_
 
 file(GLOB KILN_CUDA_SOURCES CONFIGURE_DEPENDS
   ${CMAKE_CURRENT_SOURCE_DIR}/csrc/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/csrc/cuda/*.cpp)
-pybind11_add_module(_cuda MODULE csrc/bind_cuda.cpp ${KILN_CUDA_SOURCES})
+# NO_EXTRAS: no LTO. The host side is glue around kernel launches, and LTO made the
+# link the slowest step of the CUDA build; the Release strip is kept.
+pybind11_add_module(_cuda MODULE NO_EXTRAS csrc/bind_cuda.cpp ${KILN_CUDA_SOURCES})
+if(CMAKE_BUILD_TYPE MATCHES "^(Release|MinSizeRel)$")
+  pybind11_strip(_cuda)
+endif()
 target_include_directories(_cuda PRIVATE csrc)
 # cudart_static brings -ldl -lrt -lpthread; never CUDA::cuda_driver (libcuda.so must stay optional).
 target_link_libraries(_cuda PRIVATE CUDA::cudart_static)

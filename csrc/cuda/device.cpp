@@ -5,10 +5,9 @@
 // for the failed driver load once and every later call gets the same answer.
 #include "cuda/device.h"
 
-#include <pybind11/stl.h>
-
 #include <cstdlib>
 #include <sstream>
+#include <stdexcept>
 
 #include "common/cuda_check.h"
 
@@ -81,7 +80,7 @@ cudaDeviceProp properties(int index, const char* op) {
   require_gpu(op);
   const int n = device_count();
   if (index < 0 || index >= n)
-    throw py::index_error(std::string(op) + ": device index " + std::to_string(index) +
+    throw std::out_of_range(std::string(op) + ": device index " + std::to_string(index) +
                           " out of range (" + std::to_string(n) + " GPU" + (n == 1 ? "" : "s") +
                           ")");
   cudaDeviceProp prop{};
@@ -92,7 +91,7 @@ cudaDeviceProp properties(int index, const char* op) {
 // The stream a __cuda_array_interface__ "stream" entry names (protocol v3):
 // None -> no stream given (nullptr), 1 -> legacy default, 2 -> per-thread default,
 // anything else -> a cudaStream_t handle. 0 is disallowed by the protocol; read as legacy.
-bool stream_of(const CudaArray& a, cudaStream_t* s) {
+bool stream_of(const LaunchContext::Arg& a, cudaStream_t* s) {
   if (!a.stream) return false;
   const uintptr_t v = *a.stream;
   *s = v == 2 ? cudaStreamPerThread : (v <= 1 ? cudaStreamLegacy : reinterpret_cast<cudaStream_t>(v));
@@ -144,17 +143,17 @@ std::string status() {
   return s + ", driver " + version_str(driver) + "; " + build_str();
 }
 
-py::dict device_info(int index) {
+std::map<std::string, InfoValue> device_info(int index) {
   const cudaDeviceProp p = properties(index, "device_info");
-  py::dict d;
-  d["index"] = index;
-  d["name"] = std::string(p.name);
-  d["compute_capability"] = py::make_tuple(p.major, p.minor);
-  d["arch"] = "sm_" + std::to_string(p.major * 10 + p.minor);
-  d["total_memory"] = static_cast<unsigned long long>(p.totalGlobalMem);
-  d["multiprocessor_count"] = p.multiProcessorCount;
-  d["has_kernel_image"] = has_image_for(p.major, p.minor);
-  return d;
+  return {
+      {"index", int64_t{index}},
+      {"name", std::string(p.name)},
+      {"compute_capability", std::make_pair(p.major, p.minor)},
+      {"arch", "sm_" + std::to_string(p.major * 10 + p.minor)},
+      {"total_memory", static_cast<int64_t>(p.totalGlobalMem)},
+      {"multiprocessor_count", int64_t{p.multiProcessorCount}},
+      {"has_kernel_image", has_image_for(p.major, p.minor)},
+  };
 }
 
 // ---- launch context -------------------------------------------------------------
@@ -167,20 +166,20 @@ LaunchContext::LaunchContext(const char* op, Arg out, std::vector<Arg> inputs) {
   int device = -1;
   const char* device_arg = nullptr;
   for (const Arg& a : inputs) {
-    if (a.array->size == 0) continue;
+    if (a.size == 0) continue;
     cudaPointerAttributes attr{};
-    const cudaError_t err = cudaPointerGetAttributes(&attr, a.array->ptr);
+    const cudaError_t err = cudaPointerGetAttributes(&attr, a.ptr);
     if (err != cudaSuccess || attr.type == cudaMemoryTypeUnregistered) {
       cudaGetLastError();
-      fail_value(std::string(op) + ": " + describe(*a.array, a.name) +
-                 " does not point to GPU-accessible memory (its __cuda_array_interface__ data "
-                 "pointer is not known to the CUDA runtime)");
+      throw std::invalid_argument(std::string(op) + ": " + a.name +
+                                  " does not point to GPU-accessible memory (its "
+                                  "__cuda_array_interface__ data pointer is unknown to CUDA)");
     }
     if (attr.type != cudaMemoryTypeDevice) continue;  // managed / pinned host: any device
     if (device >= 0 && attr.device != device)
-      fail_value(std::string(op) + ": " + describe(*a.array, a.name) + " is on cuda:" +
-                 std::to_string(attr.device) + " but " + device_arg + " is on cuda:" +
-                 std::to_string(device));
+      throw std::invalid_argument(std::string(op) + ": " + a.name + " is on cuda:" +
+                                  std::to_string(attr.device) + " but " + device_arg +
+                                  " is on cuda:" + std::to_string(device));
     device = attr.device;
     device_arg = a.name;
   }
@@ -190,10 +189,10 @@ LaunchContext::LaunchContext(const char* op, Arg out, std::vector<Arg> inputs) {
   else
     previous_device_ = -1;  // nothing to restore
 
-  if (!stream_of(*out.array, &stream_)) stream_ = cudaStreamLegacy;
+  if (!stream_of(out, &stream_)) stream_ = cudaStreamLegacy;
   for (size_t i = 1; i < inputs.size(); ++i) {
     cudaStream_t s{};
-    if (!stream_of(*inputs[i].array, &s) || s == stream_) continue;
+    if (!stream_of(inputs[i], &s) || s == stream_) continue;
     cudaEvent_t ev{};
     cudaError_t err = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
     if (err == cudaSuccess) {

@@ -4,15 +4,20 @@
 // runtime call is where "no driver" shows up -- as an error code, which is
 // cached here and reported by status() and by every kernel as
 // "<kernel>: no CUDA GPU available: <reason>".
+// Free of pybind11 (it compiles in a second, not five): errors are standard
+// exceptions that pybind11 maps -- std::runtime_error -> RuntimeError,
+// std::invalid_argument -> ValueError, std::out_of_range -> IndexError -- and
+// device_info returns standard containers that pybind11/stl.h turns into a dict.
 #pragma once
 #include <cuda_runtime_api.h>
-#include <pybind11/pybind11.h>
 
+#include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
-
-#include "common/cuda_array.h"
 
 namespace kiln::cuda {
 
@@ -20,7 +25,10 @@ namespace kiln::cuda {
 int device_count();  // 0 when no driver or no GPU; never raises
 bool is_available();
 std::string status();  // one human line: the GPUs, or why there are none
-py::dict device_info(int index);
+// {"name", "index", "compute_capability": (major, minor), "arch": "sm_90", "total_memory"
+//  (bytes), "multiprocessor_count", "has_kernel_image": whether this build can run on it}
+using InfoValue = std::variant<bool, int64_t, std::string, std::pair<int, int>>;
+std::map<std::string, InfoValue> device_info(int index);
 std::vector<std::string> compiled_architectures();  // ["sm_80", "sm_90", "compute_90"]
 std::pair<int, int> runtime_version();              // (13, 0): the linked CUDA runtime
 
@@ -35,8 +43,10 @@ void require_gpu(const char* op);
 // inputs produced on another stream are ordered before it with an event.
 class LaunchContext {
  public:
-  struct Arg {
-    const CudaArray* array;
+  struct Arg {  // one array argument, as parsed by common/cuda_array.h
+    const void* ptr;
+    int64_t size;                     // elements; 0 skips the pointer checks
+    std::optional<uintptr_t> stream;  // the "stream" entry of its __cuda_array_interface__
     const char* name;
   };
   LaunchContext(const char* op, Arg out, std::vector<Arg> inputs);

@@ -13,6 +13,10 @@
 namespace kiln::cuda {
 namespace {
 
+LaunchContext::Arg arg(const CudaArray& a, const char* name) {
+  return {a.ptr, a.size, a.stream, name};
+}
+
 bool overlaps(const CudaArray& a, const CudaArray& b, int64_t itemsize) {
   if (a.size == 0 || b.size == 0) return false;
   const auto a0 = reinterpret_cast<uintptr_t>(a.ptr), b0 = reinterpret_cast<uintptr_t>(b.ptr);
@@ -34,10 +38,14 @@ void check_ndim(const CudaArray& a, const char* op, const char* name, int64_t lo
 }
 
 // The elementwise pattern shared by relu-like kernels: all arrays one dtype and one shape.
-void check_elementwise(const char* op, std::initializer_list<LaunchContext::Arg> args) {
-  const LaunchContext::Arg& first = *args.begin();
+struct Named {
+  const CudaArray* array;
+  const char* name;
+};
+void check_elementwise(const char* op, std::initializer_list<Named> args) {
+  const Named& first = *args.begin();
   check_float(*first.array, op, first.name);
-  for (const auto& a : args) {
+  for (const Named& a : args) {
     check_same_dtype(*first.array, *a.array, op, first.name, a.name);
     check_same_shape(*first.array, *a.array, op, first.name, a.name);
   }
@@ -51,7 +59,7 @@ void relu(const Obj& x_, const Obj& out_) {
   const CudaArray x = cuda_array(x_, op, "x"), out = cuda_array(out_, op, "out");
   check_elementwise(op, {{&x, "x"}, {&out, "out"}});
   check_output(out, op, "out");
-  LaunchContext ctx(op, {&out, "out"}, {{&x, "x"}});
+  LaunchContext ctx(op, arg(out, "out"), {arg(x, "x")});
   py::gil_scoped_release nogil;
   dispatch_float(x, op, "x", [&](auto t) {
     using T = decltype(t);
@@ -65,7 +73,7 @@ void relu_backward(const Obj& grad_, const Obj& x_, const Obj& grad_input_) {
                   gi = cuda_array(grad_input_, op, "grad_input");
   check_elementwise(op, {{&grad, "grad"}, {&x, "x"}, {&gi, "grad_input"}});
   check_output(gi, op, "grad_input");
-  LaunchContext ctx(op, {&gi, "grad_input"}, {{&grad, "grad"}, {&x, "x"}});
+  LaunchContext ctx(op, arg(gi, "grad_input"), {arg(grad, "grad"), arg(x, "x")});
   py::gil_scoped_release nogil;
   dispatch_float(x, op, "x", [&](auto t) {
     using T = decltype(t);
@@ -113,9 +121,9 @@ void matmul(const Obj& a_, const Obj& b_, const Obj& out_, bool trans_a, bool tr
     fail_value("matmul: out overlaps an input; the kernel cannot run in place: " + shapes);
 
   const GemmArgs g{batch, m, n, ka, ba != 1, bb != 1, trans_a, trans_b, act};
-  std::vector<LaunchContext::Arg> inputs{{&a, "a"}, {&b, "b"}};
-  if (has_bias) inputs.push_back({&bias, "bias"});
-  LaunchContext ctx(op, {&out, "out"}, std::move(inputs));
+  std::vector<LaunchContext::Arg> inputs{arg(a, "a"), arg(b, "b")};
+  if (has_bias) inputs.push_back(arg(bias, "bias"));
+  LaunchContext ctx(op, arg(out, "out"), std::move(inputs));
   py::gil_scoped_release nogil;
   dispatch_float(a, op, "a", [&](auto t) {
     using T = decltype(t);
@@ -142,7 +150,7 @@ void matmul_naive(const Obj& a_, const Obj& b_, const Obj& out_) {
   const int64_t item = a.dtype == DType::f32 ? 4 : 8;
   if (overlaps(out, a, item) || overlaps(out, b, item))
     fail_value("matmul_naive: out overlaps an input; the kernel cannot run in place");
-  LaunchContext ctx(op, {&out, "out"}, {{&a, "a"}, {&b, "b"}});
+  LaunchContext ctx(op, arg(out, "out"), {arg(a, "a"), arg(b, "b")});
   py::gil_scoped_release nogil;
   dispatch_float(a, op, "a", [&](auto t) {
     using T = decltype(t);
