@@ -78,13 +78,9 @@ inline DType dtype_from_typestr(const std::string& t) {
 // when obj has none, ValueError when it is malformed or not C-contiguous.
 inline CudaArray cuda_array(py::handle obj, const char* op, const char* name) {
   const std::string pre = std::string(op) + ": " + name;
-  py::object iface;
-  try {
-    iface = py::getattr(obj, "__cuda_array_interface__", py::none());
-  } catch (py::error_already_set& e) {  // e.g. a property that raises for host tensors
-    fail_type(pre + " must be a CUDA array (an object with __cuda_array_interface__), got " +
-              type_name(obj) + " whose __cuda_array_interface__ raised: " + e.what());
-  }
+  // getattr with a default swallows any error: a property that raises (torch's on a
+  // host tensor) reads as "no interface", which is what it means.
+  const py::object iface = py::getattr(obj, "__cuda_array_interface__", py::none());
   if (iface.is_none())
     fail_type(pre + " must be a CUDA array (an object with __cuda_array_interface__), got " +
               type_name(obj));
