@@ -3,15 +3,16 @@
 //   relu, leaky_relu, sigmoid, tanh, gelu (exact: x Phi(x); tanh: 0.5 x (1 + tanh(u))), silu,
 //   softplus (beta, threshold), elu (alpha).
 // The branch conditions are PyTorch's (relu' = x <= 0 ? 0 : 1, leaky_relu' = x > 0 ? 1 : slope,
-// elu' = x > 0 ? 1 : alpha e^x (NaN -> NaN), softplus linear when beta x > threshold), so kinks and NaN
-// behave the same. Where PyTorch's formula cancels we use an equivalent stable one:
+// elu' = x > 0 ? 1 : alpha e^x (NaN -> NaN, as PyTorch float64), softplus linear when
+// beta x > threshold), so kinks and NaN behave the same. Where PyTorch's formula cancels we
+// use an equivalent stable one:
 //   gelu exact  x * erfc(-x/sqrt 2)/2          (not 1 + erf(.), which cancels for x << 0)
 //   gelu tanh   x / (1 + exp(-2u))             (= 0.5 x (1 + tanh u))
 //   softplus    max(t, 0) + log1p(exp(-|t|))   (= log1p(exp t), never overflows)
 // float32 on AVX-512 machines runs the vectorised math of activation_avx512.cpp; float64 and
-// the scalar/avx2 ISA levels use std:: functions in the element type. Elementwise kernels that
-// are only compares and multiplies (relu, leaky_relu, sigmoid/tanh backward) are plain loops
-// that the compiler vectorises.
+// the scalar/avx2 ISA levels use std:: functions in the element type (gelu's erfc in double,
+// see phi_s). Kernels that are only compares and multiplies (relu, sigmoid/tanh backward)
+// are plain loops that the compiler vectorises; large arrays are split over OpenMP threads.
 #include <cmath>
 
 #include "cpu/kernels.h"
@@ -83,8 +84,9 @@ void binary(const Arr& g, const Arr& x, Arr& gi, V vec, F f) {
 
 template <class T> T sigmoid_s(T v) { return T(1) / (T(1) + std::exp(-v)); }
 
-// Normal CDF through erfc: no cancellation in either tail.
-template <class T> T phi_s(T v) { return T(0.5) * std::erfc(-v * T(0.70710678118654752440)); }
+// Normal CDF through erfc: no cancellation in either tail. Evaluated in double even for
+// float: rounding -x/sqrt(2) to float would cost 2 z^2 * 6e-8 relative (1e-5 at z = 10).
+template <class T> T phi_s(T v) { return T(0.5 * std::erfc(-double(v) * 0.70710678118654752440)); }
 
 constexpr double kBeta = 0.79788456080286535588;  // sqrt(2/pi), gelu tanh approximation
 constexpr double kKappa = 0.044715;
@@ -111,7 +113,14 @@ void leaky_relu(const Arr& x, Arr out, double negative_slope) {
   dispatch_float(x, "leaky_relu", "x", [&](auto t) {
     using T = decltype(t);
     const T s = T(negative_slope);
-    unary<T>(x, out, nullptr, [s](T v) { return v > T(0) ? v : v * s; });
+    auto vec = [=](const float* a, float* y, int64_t n) { avx512::leaky_relu(a, y, n, float(s)); };
+    // Portable form: the two selects carry no arithmetic and the arithmetic is unconditional;
+    // written as x > 0 ? x : x * slope the compiler keeps a branch (the multiply could trap),
+    // which mispredicts on random signs (~30x slower). Same values as PyTorch (NaN, -0).
+    unary<T>(x, out, vec, [s](T v) {
+      const T pos = v < T(0) ? T(0) : v, neg = v > T(0) ? T(0) : v;
+      return pos + neg * s;
+    });
   });
 }
 
@@ -120,7 +129,13 @@ void leaky_relu_backward(const Arr& grad, const Arr& x, Arr grad_input, double n
   dispatch_float(x, "leaky_relu_backward", "x", [&](auto t) {
     using T = decltype(t);
     const T s = T(negative_slope);
-    binary<T>(grad, x, grad_input, nullptr, [s](T g, T v) { return v > T(0) ? g : g * s; });
+    auto vec = [=](const float* g, const float* a, float* y, int64_t n) {
+      avx512::leaky_relu_backward(g, a, y, n, float(s));
+    };
+    binary<T>(grad, x, grad_input, vec, [s](T g, T v) {
+      const T pos = v > T(0) ? g : T(0), neg = v > T(0) ? T(0) : g;  // as in leaky_relu
+      return pos + neg * s;
+    });
   });
 }
 
@@ -169,7 +184,7 @@ void gelu(const Arr& x, Arr out, const std::string& approximate) {
       });
     } else {
       auto vec = [](const float* a, float* b, int64_t n) { avx512::gelu(a, b, n, false); };
-      unary<T>(x, out, vec, [](T v) { return v * phi_s(v); });
+      unary<T>(x, out, vec, [](T v) { return T(double(v) * (0.5 * std::erfc(-double(v) * 0.70710678118654752440))); });
     }
   });
 }

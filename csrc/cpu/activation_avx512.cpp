@@ -1,5 +1,5 @@
 // AVX-512 float32 activations, forward and backward, for the transcendental ones (sigmoid,
-// tanh, silu, gelu exact and tanh-approximate, softplus, elu). 16 lanes per step; the tail is
+// tanh, silu, gelu exact and tanh-approximate, softplus, elu) and leaky_relu. 16 lanes per step; the tail is
 // one masked load/store, so any n works. The math functions and their accuracy are described
 // in vecmath_avx512.h; formulas mirror PyTorch's CPU kernels (same branch conditions, so the
 // kinks, NaN and threshold behaviour agree) but use the cancellation-free forms below.
@@ -46,14 +46,31 @@ inline __m512 gelu_tanh_s(__m512 x, __m512* du) {
 }
 }  // namespace
 
+// leaky_relu = x > 0 ? x : slope x, leaky_relu' = x > 0 ? 1 : slope (NaN x takes the slope
+// branch: NaN forward, grad * slope backward, as PyTorch). Here because the portable ?: form
+// does not vectorise reliably.
+void leaky_relu(const float* x, float* y, int64_t n, float slope) {
+  map1(x, y, n, [=](__m512 v) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, set(slope)), v);
+  });
+}
+
+void leaky_relu_backward(const float* g, const float* x, float* gi, int64_t n, float slope) {
+  map2(g, x, gi, n, [=](__m512 gv, __m512 v) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_mask_blend_ps(pos, _mm512_mul_ps(gv, set(slope)), gv);
+  });
+}
+
 void sigmoid(const float* x, float* y, int64_t n) { map1(x, y, n, [](__m512 v) { return vm::sigmoid(v); }); }
 
 void tanh(const float* x, float* y, int64_t n) { map1(x, y, n, [](__m512 v) { return vm::tanh(v); }); }
 
-// silu = x / (1 + exp(-x)) (PyTorch's form: exact -0 / 0 limits, no denormal sigmoid).
+// silu = x * 1/(1 + exp(-x)) (PyTorch: x / (1 + exp(-x)); same -0 and NaN limits).
 void silu(const float* x, float* y, int64_t n) {
   map1(x, y, n, [](__m512 v) {
-    return _mm512_div_ps(v, _mm512_add_ps(set(1.0f), vm::exp(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+    return _mm512_mul_ps(v, vm::recip(_mm512_add_ps(set(1.0f), vm::exp(_mm512_sub_ps(_mm512_setzero_ps(), v)))));
   });
 }
 
@@ -101,13 +118,14 @@ void gelu_backward(const float* g, const float* x, float* gi, int64_t n, bool ta
 // softplus = t > threshold ? x : log1p(exp(t)) / beta, t = beta x, with
 // log1p(exp(t)) = max(t, 0) + log1p(exp(-|t|)) so exp never overflows.
 void softplus(const float* x, float* y, int64_t n, float beta, float threshold) {
+  const float inv_beta = float(1.0 / double(beta));
   map1(x, y, n, [=](__m512 v) {
     const __m512 t = _mm512_mul_ps(v, set(beta));
     const __m512 e = vm::exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(t)));
     // max(t, 0) returns 0 for NaN t; the log1p term carries the NaN.
     const __m512 r = _mm512_add_ps(_mm512_max_ps(t, _mm512_setzero_ps()), vm::log1p_01(e));
     const __mmask16 lin = _mm512_cmp_ps_mask(t, set(threshold), _CMP_GT_OQ);
-    return _mm512_mask_blend_ps(lin, _mm512_div_ps(r, set(beta)), v);
+    return _mm512_mask_blend_ps(lin, _mm512_mul_ps(r, set(inv_beta)), v);
   });
 }
 

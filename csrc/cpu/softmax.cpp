@@ -71,7 +71,7 @@ void forward(const T* x, T* y, Geometry geo) {
       const T m = Ops::max(xr, D);
       if constexpr (Log) {
         const T ls = T(std::log(Ops::exp_sum(xr, nullptr, D, m)));
-        for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - m) - ls;
+        Ops::sub2(xr, yr, D, m, ls);  // (x - m) first: exact near the max, even for 1e4 logits
       } else {
         const double s = Ops::exp_sum(xr, yr, D, m);
         Ops::scale(yr, D, T(1.0 / s));

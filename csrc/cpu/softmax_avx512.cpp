@@ -66,6 +66,17 @@ void row_scale(float* y, int64_t n, float scale) {
   }
 }
 
+void row_sub2(const float* x, float* y, int64_t n, float a, float b) {
+  const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), va), vb));
+  if (i < n) {
+    const __mmask16 m = vm::tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), va), vb));
+  }
+}
+
 double row_sum(const float* x, int64_t n) {
   __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
   int64_t i = 0;

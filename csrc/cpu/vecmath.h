@@ -42,6 +42,8 @@ inline bool use_avx512() { return isa() == Isa::avx512; }
 
 namespace avx512 {
 // ---- elementwise activations over n floats (activation_avx512.cpp) ---------------------
+void leaky_relu(const float* x, float* y, int64_t n, float slope);
+void leaky_relu_backward(const float* g, const float* x, float* gi, int64_t n, float slope);
 void sigmoid(const float* x, float* y, int64_t n);
 void tanh(const float* x, float* y, int64_t n);
 void silu(const float* x, float* y, int64_t n);
@@ -60,6 +62,7 @@ float row_max(const float* x, int64_t n);
 double row_exp_sum(const float* x, float* y, int64_t n, float shift);  // y = exp(x - shift) (y may be null)
 void row_exp_scale(const float* x, float* y, int64_t n, float shift, float scale);  // y = exp(x-shift)*scale
 void row_scale(float* y, int64_t n, float scale);
+void row_sub2(const float* x, float* y, int64_t n, float a, float b);  // y = (x - a) - b
 double row_sum(const float* x, int64_t n);
 double row_dot(const float* a, const float* b, int64_t n);
 void row_sub_mul(const float* g, const float* y, float* gx, int64_t n, float d);  // gx = y * (g - d)
@@ -96,6 +99,9 @@ struct RowOps {
   }
   static void scale(T* y, int64_t n, T c) {
     for (int64_t i = 0; i < n; ++i) y[i] *= c;
+  }
+  static void sub2(const T* x, T* y, int64_t n, T a, T b) {
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - a) - b;
   }
   static double sum(const T* x, int64_t n) {
     double s = 0;
@@ -138,6 +144,7 @@ struct RowOps<float, true> {
     avx512::row_exp_scale(x, y, n, shift, scale);
   }
   static void scale(float* y, int64_t n, float c) { avx512::row_scale(y, n, c); }
+  static void sub2(const float* x, float* y, int64_t n, float a, float b) { avx512::row_sub2(x, y, n, a, b); }
   static double sum(const float* x, int64_t n) { return avx512::row_sum(x, n); }
   static double dot(const float* a, const float* b, int64_t n) { return avx512::row_dot(a, b, n); }
   static void sub_mul(const float* g, const float* y, float* gx, int64_t n, float d) {
