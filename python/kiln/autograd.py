@@ -149,7 +149,7 @@ class Function:
     needs_inputs = True
     # backward reads the output's values (ctx keeps its array): same check on the output
     saves_output = False
-    __slots__ = ("inputs", "saved", "hooks", "retain", "__dict__")
+    __slots__ = ("inputs", "saved", "hooks", "retain", "versions", "out_ref", "__dict__")
 
     def save_for_backward(self, *tensors) -> None:
         """Save tensors for backward; an in-place change to one of them is detected."""
@@ -204,10 +204,9 @@ class Function:
                     ctx.retain = None
                     result.requires_grad = True
                     result.grad_fn = ctx
-                    if cls.needs_inputs:
-                        ctx.versions = [b._version if type(b) is Tensor else 0 for b in args]
-                    if cls.saves_output:
-                        ctx.out_ref = weakref.ref(result)
+                    ctx.versions = [b._version if type(b) is Tensor else 0 for b in args] \
+                        if cls.needs_inputs else None
+                    ctx.out_ref = weakref.ref(result) if cls.saves_output else None
                     break
         if mode.anomaly and _has_nonfinite(out):
             raise RuntimeError(
@@ -363,7 +362,8 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                     f"{n.name()}: double backward (create_graph=True) is not supported for this "
                     "op yet"
                 )
-            _check_versions(n)
+            if n.versions is not None or n.out_ref is not None:
+                _check_versions(n)
             in_grads = n.backward(n, g)
             if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
@@ -401,7 +401,7 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
 
 
 def _check_versions(n):
-    versions = getattr(n, "versions", None)
+    versions = n.versions
     if versions is not None:
         for a, v in zip(n.inputs, versions):
             if type(a) is Tensor and a._version != v:
@@ -410,7 +410,7 @@ def _check_versions(n):
                     f"modified by an inplace operation: an input of shape {tuple(a.shape)} is at "
                     f"version {a._version}; expected version {v} instead."
                 )
-    ref = getattr(n, "out_ref", None)
+    ref = n.out_ref
     if ref is not None:
         out = ref()
         if out is not None and out._version != 0 and out.grad_fn is not n:

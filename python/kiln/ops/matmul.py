@@ -62,6 +62,14 @@ def _check(a, b, op):
 
 def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") -> np.ndarray:
     """a @ b on arrays through the GEMM kernel (NumPy semantics for 1-D and batch dims)."""
+    if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0] and a.dtype == b.dtype \
+            and a.dtype.kind == "f":
+        # the common case first, with nothing else on the path: per-op cost matters
+        aa, ta = _operand(a)
+        bb, tb = _operand(b)
+        out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        kernels(a).matmul(aa, bb, out, ta, tb, bias, activation)
+        return out
     _check(a, b, "matmul")
     if a.dtype.kind != "f":
         return np.matmul(a, b)

@@ -49,9 +49,10 @@ class Sum(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
         ctx.meta = (x.shape, dims, keepdim)
+        # the ndarray method skips np.sum's Python-level wrapper (~1.5 us per call)
         if x.dtype.kind in "bi":
-            return np.asarray(np.sum(x, axis=dims, keepdims=keepdim, dtype=np.int64))
-        return np.asarray(np.sum(x, axis=dims, keepdims=keepdim))
+            return x.sum(axis=dims, keepdims=keepdim, dtype=np.int64)
+        return x.sum(axis=dims, keepdims=keepdim)
 
     @staticmethod
     def backward(ctx, g):
