@@ -22,8 +22,12 @@ struct F32x16 {
   static V bcast(const T* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  // vmaxps returns its second operand when either is NaN: NaN propagates.
-  static V relu(V x) { return _mm512_max_ps(_mm512_setzero_ps(), x); }
+  // x < 0 ? 0 : x, lane-wise: NaN (unordered) and -0 pass through, as in the
+  // scalar path. (Spelled as a masked move: GCC 12 warns on _mm512_max_ps.)
+  static V relu(V x) {
+    const V z = _mm512_setzero_ps();
+    return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), z);
+  }
   static M mask(int n) { return n <= 0 ? M(0) : n >= L ? M(0xFFFF) : M((1u << n) - 1); }
   static V maskz_load(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
   static void store(T* p, V x) { _mm512_storeu_ps(p, x); }
@@ -44,7 +48,10 @@ struct F64x8 {
   static V bcast(const T* p) { return _mm512_set1_pd(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
-  static V relu(V x) { return _mm512_max_pd(_mm512_setzero_pd(), x); }
+  static V relu(V x) {
+    const V z = _mm512_setzero_pd();
+    return _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, z, _CMP_LT_OQ), z);
+  }
   static M mask(int n) { return n <= 0 ? M(0) : n >= L ? M(0xFF) : M((1u << n) - 1); }
   static V maskz_load(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
   static void store(T* p, V x) { _mm512_storeu_pd(p, x); }
