@@ -225,6 +225,22 @@ def test_zero_sizes(isa, dtype):
         assert np.all(np.abs(out - want) <= tol), act
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_gelu_epilogue_over_a_wide_range(isa, dtype, act):
+    # a = [[1]], K = 1: out = x exactly, so this checks the epilogue alone
+    # (fp32 uses vector erf / exp approximations on the SIMD paths).
+    x = np.linspace(-12.0, 12.0, 4801).astype(dtype)[None, :]
+    out = run(np.ones((1, 1), dtype), x, x.shape, dtype, activation=act)
+    want = activate(x.astype(np.float64), act)
+    # near-zero GELU of negative x cancels: the error scales with |x|
+    tol = 4 * np.finfo(dtype).eps * np.abs(x.astype(np.float64))
+    assert np.all(np.abs(out - want) <= tol)
+    special = np.array([[np.nan, np.inf, 1e30]], dtype)
+    out = run(np.ones((1, 1), dtype), special, special.shape, dtype, activation=act)
+    assert np.isnan(out[0, 0]) and out[0, 1] == np.inf and out[0, 2] == dtype(1e30)
+
+
 def test_nan_propagates_through_relu(isa):
     a = np.ones((3, 4), np.float32)
     a[1, 2] = np.nan

@@ -36,6 +36,30 @@ struct F32x16 {
     _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
     if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
   }
+  // Vector math for the GELU epilogue (vgelu_* in gemm_driver.h).
+  static constexpr bool kVecMath = true;
+  static V set1(T v) { return _mm512_set1_ps(v); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  // maskz forms: GCC 12 warns (falsely) on the plain _mm512_min/max_ps.
+  static V min(V a, V b) { return _mm512_maskz_min_ps(M(0xFFFF), a, b); }
+  static V max(V a, V b) { return _mm512_maskz_max_ps(M(0xFFFF), a, b); }
+  // exp: Cephes expf (2^n e^r, |r| <= ln2/2, degree-7 polynomial, ~1 ulp);
+  // vscalefps applies 2^n with correct overflow to inf / underflow to 0.
+  static V exp(V x) {
+    x = max(min(x, set1(88.8f)), set1(-104.f));  // keeps r exact; scalef saturates
+    const V n = _mm512_roundscale_ps(mul(x, set1(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm512_fnmadd_ps(n, set1(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, set1(-2.12194440e-4f), r);
+    V y = fma(set1(1.9875691500e-4f), r, set1(1.3981999507e-3f));
+    y = fma(y, r, set1(8.3334519073e-3f));
+    y = fma(y, r, set1(4.1665795894e-2f));
+    y = fma(y, r, set1(1.6666665459e-1f));
+    y = fma(y, r, set1(5.0000001201e-1f));
+    y = add(fma(y, mul(r, r), r), set1(1.f));
+    return _mm512_scalef_ps(y, n);
+  }
 };
 
 struct F64x8 {
@@ -60,6 +84,7 @@ struct F64x8 {
     _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
     if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
   }
+  static constexpr bool kVecMath = false;  // fp64 GELU: libm (gradcheck accuracy)
 };
 
 using KernelF32 = MicroKernel<F32x16, 14, 2>;

@@ -58,14 +58,62 @@ inline T gelu_tanh(T x) {
   const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
   return T(0.5) * x * (T(1) + std::tanh(inner));
 }
-// The transcendental activations run per element on a row segment the
-// micro-kernel has just stored (still in L1); relu is done in registers.
+// The transcendental activations run on a row segment the micro-kernel has
+// just stored (still in L1); relu is done in registers.
 template <class T>
 inline void act_row(T* c, int n, Act act) {
   if (act == Act::gelu) {
     for (int j = 0; j < n; ++j) c[j] = gelu_erf(c[j]);
   } else if (act == Act::gelu_tanh) {
     for (int j = 0; j < n; ++j) c[j] = gelu_tanh(c[j]);
+  }
+}
+
+// fp32 vector GELUs for traits with vector math (S::kVecMath). libm's erff /
+// tanhf cost 5-20 ns an element, more than the GEMM itself for K ~ 1000.
+//
+// erf: Eigen's rational approximation x P(x^2) / Q(x^2) on [-4, 4] (erf is
+// +-1 in float beyond), absolute error < 5e-7, so GELU's error stays below
+// ~2 eps |x| -- the size of the rounding error of the pre-activation itself.
+template <class S>
+typename S::V vgelu_erf(typename S::V x) {
+  using V = typename S::V;
+  const V t = S::min(S::max(S::mul(x, S::set1(0.70710678118654752f)), S::set1(-4.f)), S::set1(4.f));
+  const V t2 = S::mul(t, t);
+  V p = S::fma(t2, S::set1(-2.72614225801306e-10f), S::set1(2.77068142495902e-08f));
+  p = S::fma(t2, p, S::set1(-2.10102402082508e-06f));
+  p = S::fma(t2, p, S::set1(-5.69250639462346e-05f));
+  p = S::fma(t2, p, S::set1(-7.34990630326855e-04f));
+  p = S::fma(t2, p, S::set1(-2.95459980854025e-03f));
+  p = S::fma(t2, p, S::set1(-1.60960333262415e-02f));
+  p = S::mul(t, p);
+  V q = S::fma(t2, S::set1(-1.45660718464996e-05f), S::set1(-2.13374055278905e-04f));
+  q = S::fma(t2, q, S::set1(-1.68282697438203e-03f));
+  q = S::fma(t2, q, S::set1(-7.37332916720468e-03f));
+  q = S::fma(t2, q, S::set1(-1.42647390514189e-02f));
+  const V erf = S::div(p, q);
+  return S::mul(S::mul(S::set1(0.5f), x), S::add(S::set1(1.f), erf));
+}
+// tanh GELU, rewritten exactly as 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)):
+// one exp and one division, and no cancellation in 1 + tanh(u) for u << 0.
+template <class S>
+typename S::V vgelu_tanh(typename S::V x) {
+  using V = typename S::V;
+  const V x3 = S::mul(S::mul(x, x), x);
+  // -2 sqrt(2/pi) (x + 0.044715 x^3)
+  const V m2u = S::mul(S::set1(-1.5957691216057308f), S::fma(S::set1(0.044715f), x3, x));
+  return S::div(x, S::add(S::set1(1.f), S::exp(m2u)));
+}
+template <class S>
+void act_row_simd(typename S::T* c, int n, Act act) {
+  if constexpr (S::kVecMath) {
+    for (int j = 0; j < n; j += S::L) {
+      const typename S::M m = S::mask(n - j);
+      const typename S::V x = S::maskz_load(m, c + j);
+      S::mask_store(c + j, m, act == Act::gelu ? vgelu_erf<S>(x) : vgelu_tanh<S>(x));
+    }
+  } else {
+    act_row(c, n, act);
   }
 }
 
@@ -138,7 +186,7 @@ struct MicroKernel {
         else
           S::mask_store(ci + v * L, mk[v], x);
       }
-      if (transcendental) act_row(ci, nr, e.act);
+      if (transcendental) act_row_simd<S>(ci, nr, e.act);
     }
   }
 

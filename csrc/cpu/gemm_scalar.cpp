@@ -27,6 +27,7 @@ struct Scalar {
     if (m) *p = x;
   }
   static void prefetch_w(const T*, int) {}
+  static constexpr bool kVecMath = false;  // GELU through libm
 };
 
 using KernelF32 = MicroKernel<Scalar<float>, 4, 4>;
