@@ -7,6 +7,10 @@ rounding errors are proportional to), float64 ones with a tight one.
 """
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -195,6 +199,27 @@ def test_one_and_two_threads_agree_bitwise(isa, dtype, threads):
             outs.append(run(a, b, (m, n), dtype, trans_b=True, bias=bias, activation="gelu"))
         np.testing.assert_array_equal(outs[0], outs[1])
         assert_close(outs[0], a, b, False, True, bias, "gelu")
+
+
+def test_fewer_threads_than_asked_still_covers_every_tile():
+    # OMP_THREAD_LIMIT=1 hands matmul a team of 1 although 2 threads are set
+    # (as inside another parallel region): every C tile must still be written.
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from kiln import _cpu
+        _cpu.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 500))
+        out = np.full((300, 500), np.nan)
+        _cpu.matmul(a, b, out)
+        print(np.abs(out - a @ b).max())
+        """
+    )
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 1e-10
 
 
 def test_large_m_spans_several_row_blocks(isa):

@@ -398,14 +398,19 @@ void run_problem(const Problem<typename Kn::T>& p) {
       for (int64_t bi = 0; bi < p.batch; ++bi)
         if (ok) gemm_tile<Kn>(p, bi, 0, p.M, 0, p.N, bl, abuf, bbuf, ebuf);
     } else if (ok) {
-      const int t = omp_get_thread_num();
-      const int ti = t / tn, tj = t % tn;
+      // Normally one tile per thread; the stride loop covers a team smaller
+      // than asked for (nested inside another parallel region, OMP_DYNAMIC).
+      const int team = omp_get_num_threads();
       const int64_t rows = cdiv(cdiv(p.M, tm), MR) * MR;
       const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
-      const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
-      const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
-      if (m0 < m1 && n0 < n1)
-        for (int64_t bi = 0; bi < p.batch; ++bi) gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
+      for (int t = omp_get_thread_num(); t < tm * tn; t += team) {
+        const int ti = t / tn, tj = t % tn;
+        const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
+        const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
+        if (m0 < m1 && n0 < n1)
+          for (int64_t bi = 0; bi < p.batch; ++bi)
+            gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
+      }
     }
   }
   if (failed) throw std::bad_alloc();
