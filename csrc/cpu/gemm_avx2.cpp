@@ -38,6 +38,7 @@ struct F32x8 {
     _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
     if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
   }
+  static constexpr bool kTransposePack = false;
   // Vector math for the GELU epilogue (vgelu_* in gemm_driver.h).
   static constexpr bool kVecMath = true;
   static V set1(T v) { return _mm256_set1_ps(v); }
@@ -87,6 +88,7 @@ struct F64x4 {
     if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
   }
   static constexpr bool kVecMath = false;  // fp64 GELU: libm (gradcheck accuracy)
+  static constexpr bool kTransposePack = false;
 };
 
 using KernelF32 = MicroKernel<F32x8, 6, 2>;

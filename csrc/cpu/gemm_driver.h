@@ -238,6 +238,10 @@ void pack_b_panel(const T* src, int64_t rs, int64_t cs, int cols, int64_t kc, T*
 #pragma GCC unroll 8
       for (int j = 0; j < NR; j += S::L) S::store(dst + k * NR + j, S::load(src + k * rs + j));
   } else if (rs == 1 && cols == NR) {  // trans_b: column j of op(B) is row j of b
+    if constexpr (S::kTransposePack) {  // in-register transposes where the ISA has them
+      S::pack_bt(src, cs, kc, dst);
+      return;
+    }
     // Blocks of 8 k keep the 8 x NR destination lines hot while each source
     // row is read contiguously.
     int64_t k0 = 0;
