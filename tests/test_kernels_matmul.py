@@ -14,7 +14,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from kiln import _cpu
 
 ISAS = ["avx512", "avx2", "scalar"]
@@ -82,7 +81,9 @@ def assert_close(out, a, b, trans_a=False, trans_b=False, bias=None, act="none")
     # the activations are 1.13-Lipschitz and add their own rounding (eps * |ref|).
     tol = 8 * eps * math.sqrt(k + 1) * scale + 4 * eps * np.abs(ref)
     err = np.abs(out.astype(np.float64) - ref)
-    assert np.all(err <= tol), f"max error {err.max():.3g}, max tol at worst {tol.flat[np.argmax(err - tol)]:.3g}"
+    assert np.all(err <= tol), (
+        f"max error {err.max():.3g}, max tol at worst {tol.flat[np.argmax(err - tol)]:.3g}"
+    )
 
 
 def randn(rng, shape, dtype):
@@ -163,8 +164,16 @@ def test_batched_and_broadcast(isa, dtype, threads):
                     a = randn(rng, (ba, k, m) if trans_a else (ba, m, k), dtype)
                     b = randn(rng, (bb, n, k) if trans_b else (bb, k, n), dtype)
                     bias = randn(rng, (n,), dtype)
-                    out = run(a, b, (batch, m, n), dtype, trans_a=trans_a, trans_b=trans_b,
-                              bias=bias, activation="relu")
+                    out = run(
+                        a,
+                        b,
+                        (batch, m, n),
+                        dtype,
+                        trans_a=trans_a,
+                        trans_b=trans_b,
+                        bias=bias,
+                        activation="relu",
+                    )
                     assert_close(out, a, b, trans_a, trans_b, bias, "relu")
 
 
@@ -217,7 +226,14 @@ def test_fewer_threads_than_asked_still_covers_every_tile():
         """
     )
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert float(res.stdout) < 1e-10
 
@@ -292,7 +308,12 @@ def _bad_calls():
     return [
         ("dtype a/b", TypeError, (a, b.astype(f8), out), {}),
         ("dtype out", TypeError, (a, b, out.astype(f8)), {}),
-        ("dtype int", TypeError, (a.astype(np.int32), b.astype(np.int32), out.astype(np.int32)), {}),
+        (
+            "dtype int",
+            TypeError,
+            (a.astype(np.int32), b.astype(np.int32), out.astype(np.int32)),
+            {},
+        ),
         ("dtype bias", TypeError, (a, b, out), {"bias": np.zeros(2, f8)}),
         ("non-contiguous a", ValueError, (np.ones((4, 3), f4).T, b, out), {}),
         ("non-contiguous out", ValueError, (a, b, np.zeros((2, 3), f4).T), {}),
@@ -319,7 +340,11 @@ def test_bad_inputs_raise(case):
 
 
 def test_inner_dimension_message_names_shapes():
-    a, b, out = np.ones((3, 4), np.float32), np.ones((5, 2), np.float32), np.zeros((3, 2), np.float32)
+    a, b, out = (
+        np.ones((3, 4), np.float32),
+        np.ones((5, 2), np.float32),
+        np.zeros((3, 2), np.float32),
+    )
     with pytest.raises(ValueError) as e:
         _cpu.matmul(a, b, out)
     msg = str(e.value)

@@ -60,7 +60,8 @@ struct F32x8 {
     y = fma(y, r, set1(1.6666665459e-1f));
     y = fma(y, r, set1(5.0000001201e-1f));
     y = add(fma(y, mul(r, r), r), set1(1.f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    const __m256i e = _mm256_slli_epi32(biased, 23);
     // Above the clamp, overflow to +inf as the AVX-512 path does.
     const V big = _mm256_cmp_ps(x_in, set1(88.3f), _CMP_GT_OQ);
     return _mm256_blendv_ps(mul(y, _mm256_castsi256_ps(e)), set1(HUGE_VALF), big);
@@ -79,7 +80,9 @@ struct F64x4 {
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V relu(V x) { return _mm256_max_pd(_mm256_setzero_pd(), x); }
   // 64-bit lanes: each lane's sign bit comes from (i - n) as a 64-bit integer.
-  static M mask(int n) { return _mm256_sub_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(n)); }
+  static M mask(int n) {
+    return _mm256_sub_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(n));
+  }
   static V maskz_load(M m, const T* p) { return _mm256_maskload_pd(p, m); }
   static void store(T* p, V x) { _mm256_storeu_pd(p, x); }
   static void mask_store(T* p, M m, V x) { _mm256_maskstore_pd(p, m, x); }

@@ -18,7 +18,8 @@
 //         for each MR-row panel of A:       A micro-panel     (L1)
 //           for each NR-column panel of B:  micro-kernel: MR x NR tile of C
 // The packing absorbs trans_a / trans_b (only the read strides change), so a
-// transposed operand is never copied as a whole. The micro-kernel overwrites C
+// transposed operand is never copied as a whole. Small row-major operands skip
+// packing and are read in place (see gemm_tile). The micro-kernel overwrites C
 // on the first kc block, accumulates on later ones, and applies bias and
 // activation when it writes back the last one -- the epilogue costs no extra
 // pass over C.
@@ -117,11 +118,12 @@ void act_row_simd(typename S::T* c, int n, Act act) {
   }
 }
 
-// MR x (NV*L) register tile. a: packed A micro-panel (k-major, MR per k;
-// kPackedA) or A read in place (row-major, row stride lda; only for full
-// MR-row panels, so no row past M is read); b: B micro-panel with row stride ldb (NR when packed, N when read in place).
-// mr x nr is the valid part of the tile (edge tiles); the padded rows and
-// columns are computed from zeros and masked off at the write-back.
+// MR x (NV*L) register tile. a: the packed A micro-panel (k-major, MR per
+// k; kPackedA) or A read in place (row-major, row stride lda; only for full
+// MR-row panels, so no row past M is read). b: B micro-panel with row stride
+// ldb (NR when packed, N when read in place). mr x nr is the valid part of
+// the tile (edge tiles); padded columns are computed from zeros and masked
+// off at the write-back.
 template <class S, int MR_, int NV>
 struct MicroKernel {
   using T = typename S::T;
@@ -135,8 +137,8 @@ struct MicroKernel {
   // ROWS <= MR rows are computed (a ragged last row panel runs a shorter
   // tile instead of multiplying zero padding); packed A keeps its MR stride.
   template <bool kPackedA, int ROWS = MR>
-  static void tile(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b, int64_t ldb,
-                   T* __restrict c, int64_t ldc, int mr, int nr, const Epi<T>& e) {
+  static void tile(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b,
+                   int64_t ldb, T* __restrict c, int64_t ldc, int mr, int nr, const Epi<T>& e) {
     V acc[ROWS][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < ROWS; ++i)
@@ -283,8 +285,8 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   const bool b_in_place = !p.trans_b && K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024;
   // Likewise short rows of a row-major A are read in place: packing costs
   // about 32/N of the product, which matters for small N; rows of at most
-  // 1 KiB also keep the MR row streams off the same L1 sets. Ragged last row
-  // panels are still packed (the kernel computes all MR rows).
+  // 1 KiB also keep the MR row streams off the same L1 sets. A ragged last
+  // row panel is still packed, so no row past M is ever read.
   const bool a_in_place = !p.trans_a && K * int64_t(sizeof(T)) <= 1024;
 
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
@@ -293,8 +295,8 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
       const int64_t kcc = imin(kc, K - k0);
       for (int64_t ir = 0; ir < mb; ir += MR)
         if (!a_in_place || mb - ir < MR)
-            pack_a_panel<MR>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)), kcc,
-                           abuf + ir * kcc);
+          pack_a_panel<MR>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)),
+                           kcc, abuf + ir * kcc);
       const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
       for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
         const int64_t nb = imin(bl.nb, n1 - j0);
