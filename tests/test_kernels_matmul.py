@@ -7,10 +7,13 @@ rounding errors are proportional to), float64 ones with a tight one.
 """
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
-
 from kiln import _cpu
 
 ISAS = ["avx512", "avx2", "scalar"]
@@ -78,7 +81,9 @@ def assert_close(out, a, b, trans_a=False, trans_b=False, bias=None, act="none")
     # the activations are 1.13-Lipschitz and add their own rounding (eps * |ref|).
     tol = 8 * eps * math.sqrt(k + 1) * scale + 4 * eps * np.abs(ref)
     err = np.abs(out.astype(np.float64) - ref)
-    assert np.all(err <= tol), f"max error {err.max():.3g}, max tol at worst {tol.flat[np.argmax(err - tol)]:.3g}"
+    assert np.all(err <= tol), (
+        f"max error {err.max():.3g}, max tol at worst {tol.flat[np.argmax(err - tol)]:.3g}"
+    )
 
 
 def randn(rng, shape, dtype):
@@ -159,8 +164,16 @@ def test_batched_and_broadcast(isa, dtype, threads):
                     a = randn(rng, (ba, k, m) if trans_a else (ba, m, k), dtype)
                     b = randn(rng, (bb, n, k) if trans_b else (bb, k, n), dtype)
                     bias = randn(rng, (n,), dtype)
-                    out = run(a, b, (batch, m, n), dtype, trans_a=trans_a, trans_b=trans_b,
-                              bias=bias, activation="relu")
+                    out = run(
+                        a,
+                        b,
+                        (batch, m, n),
+                        dtype,
+                        trans_a=trans_a,
+                        trans_b=trans_b,
+                        bias=bias,
+                        activation="relu",
+                    )
                     assert_close(out, a, b, trans_a, trans_b, bias, "relu")
 
 
@@ -197,6 +210,34 @@ def test_one_and_two_threads_agree_bitwise(isa, dtype, threads):
         assert_close(outs[0], a, b, False, True, bias, "gelu")
 
 
+def test_fewer_threads_than_asked_still_covers_every_tile():
+    # OMP_THREAD_LIMIT=1 hands matmul a team of 1 although 2 threads are set
+    # (as inside another parallel region): every C tile must still be written.
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from kiln import _cpu
+        _cpu.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 500))
+        out = np.full((300, 500), np.nan)
+        _cpu.matmul(a, b, out)
+        print(np.abs(out - a @ b).max())
+        """
+    )
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert float(res.stdout) < 1e-10
+
+
 def test_large_m_spans_several_row_blocks(isa):
     # M above the packed-A block height (a few thousand rows) exercises the mb loop.
     rng = np.random.default_rng(19)
@@ -225,6 +266,22 @@ def test_zero_sizes(isa, dtype):
         assert np.all(np.abs(out - want) <= tol), act
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_gelu_epilogue_over_a_wide_range(isa, dtype, act):
+    # a = [[1]], K = 1: out = x exactly, so this checks the epilogue alone
+    # (fp32 uses vector erf / exp approximations on the SIMD paths).
+    x = np.linspace(-12.0, 12.0, 4801).astype(dtype)[None, :]
+    out = run(np.ones((1, 1), dtype), x, x.shape, dtype, activation=act)
+    want = activate(x.astype(np.float64), act)
+    # near-zero GELU of negative x cancels: the error scales with |x|
+    tol = 4 * np.finfo(dtype).eps * np.abs(x.astype(np.float64))
+    assert np.all(np.abs(out - want) <= tol)
+    special = np.array([[np.nan, np.inf, 1e30]], dtype)
+    out = run(np.ones((1, 1), dtype), special, special.shape, dtype, activation=act)
+    assert np.isnan(out[0, 0]) and out[0, 1] == np.inf and out[0, 2] == dtype(1e30)
+
+
 def test_nan_propagates_through_relu(isa):
     a = np.ones((3, 4), np.float32)
     a[1, 2] = np.nan
@@ -251,7 +308,12 @@ def _bad_calls():
     return [
         ("dtype a/b", TypeError, (a, b.astype(f8), out), {}),
         ("dtype out", TypeError, (a, b, out.astype(f8)), {}),
-        ("dtype int", TypeError, (a.astype(np.int32), b.astype(np.int32), out.astype(np.int32)), {}),
+        (
+            "dtype int",
+            TypeError,
+            (a.astype(np.int32), b.astype(np.int32), out.astype(np.int32)),
+            {},
+        ),
         ("dtype bias", TypeError, (a, b, out), {"bias": np.zeros(2, f8)}),
         ("non-contiguous a", ValueError, (np.ones((4, 3), f4).T, b, out), {}),
         ("non-contiguous out", ValueError, (a, b, np.zeros((2, 3), f4).T), {}),
@@ -278,7 +340,11 @@ def test_bad_inputs_raise(case):
 
 
 def test_inner_dimension_message_names_shapes():
-    a, b, out = np.ones((3, 4), np.float32), np.ones((5, 2), np.float32), np.zeros((3, 2), np.float32)
+    a, b, out = (
+        np.ones((3, 4), np.float32),
+        np.ones((5, 2), np.float32),
+        np.zeros((3, 2), np.float32),
+    )
     with pytest.raises(ValueError) as e:
         _cpu.matmul(a, b, out)
     msg = str(e.value)

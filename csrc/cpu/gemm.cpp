@@ -151,7 +151,8 @@ void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, con
   if (bias) check_input(*bias, op, "bias");
   for (const auto& [x, name] : {std::pair<const Arr&, const char*>{a, "a"}, {b, "b"}, {out, "out"}})
     if (x.ndim() != 2 && x.ndim() != 3)
-      fail_value(std::string(op) + ": " + name + " of shape " + shape_str(x) + " must be 2-D or 3-D");
+      fail_value(std::string(op) + ": " + name + " of shape " + shape_str(x) +
+                 " must be 2-D or 3-D");
 
   const int da = int(a.ndim()) - 2, db = int(b.ndim()) - 2, dc = int(out.ndim()) - 2;
   const int64_t Ba = da ? a.shape(0) : 1, Bb = db ? b.shape(0) : 1, B = dc ? out.shape(0) : 1;
@@ -159,26 +160,28 @@ void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, con
   const int64_t Ka = trans_a ? a.shape(da) : a.shape(da + 1);
   const int64_t Kb = trans_b ? b.shape(db + 1) : b.shape(db);
   const int64_t N = trans_b ? b.shape(db) : b.shape(db + 1);
-  const std::string sa = "a of shape " + shape_str(a), sb = "b of shape " + shape_str(b);
-  const std::string so = "out of shape " + shape_str(out);
+  // Messages are built only on failure: this function is on the hot path of small matmuls.
+  auto sa = [&] { return "a of shape " + shape_str(a); };
+  auto sb = [&] { return "b of shape " + shape_str(b); };
+  auto so = [&] { return "out of shape " + shape_str(out); };
   if (Ka != Kb)
-    fail_value(std::string(op) + ": inner dimensions differ: " + sa + " (K=" + std::to_string(Ka) +
-               ") vs " + sb + " (K=" + std::to_string(Kb) + ")" +
+    fail_value(std::string(op) + ": inner dimensions differ: " + sa() +
+               " (K=" + std::to_string(Ka) + ") vs " + sb() + " (K=" + std::to_string(Kb) + ")" +
                (trans_a || trans_b ? std::string(" with trans_a=") + (trans_a ? "True" : "False") +
                                          ", trans_b=" + (trans_b ? "True" : "False")
                                    : ""));
   if ((Ba != 1 && Ba != B) || (Bb != 1 && Bb != B))
-    fail_value(std::string(op) + ": batch dimensions of " + sa + " and " + sb +
-               " must each be 1 or the batch of " + so + " (" + std::to_string(B) + ")");
+    fail_value(std::string(op) + ": batch dimensions of " + sa() + " and " + sb() +
+               " must each be 1 or the batch of " + so() + " (" + std::to_string(B) + ")");
   if (out.shape(dc) != M || out.shape(dc + 1) != N)
-    fail_value(std::string(op) + ": " + so + " does not match the product of " + sa + " and " + sb +
-               ": expected (" + (dc ? std::to_string(B) + ", " : "") + std::to_string(M) + ", " +
-               std::to_string(N) + ")");
+    fail_value(std::string(op) + ": " + so() + " does not match the product of " + sa() +
+               " and " + sb() + ": expected (" + (dc ? std::to_string(B) + ", " : "") +
+               std::to_string(M) + ", " + std::to_string(N) + ")");
   if (bias && (bias->ndim() != 1 || bias->shape(0) != N))
     fail_value(std::string(op) + ": bias of shape " + shape_str(*bias) + " must be (" +
-               std::to_string(N) + ",) for " + so);
+               std::to_string(N) + ",) for " + so());
   if (overlaps(out, a) || overlaps(out, b) || (bias && overlaps(out, *bias)))
-    fail_value(std::string(op) + ": " + so + " overlaps an input; it must be a separate array");
+    fail_value(std::string(op) + ": " + so() + " overlaps an input; it must be a separate array");
 
   dispatch_float(a, op, "a", [&](auto tag) {
     using T = decltype(tag);

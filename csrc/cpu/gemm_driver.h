@@ -18,7 +18,8 @@
 //         for each MR-row panel of A:       A micro-panel     (L1)
 //           for each NR-column panel of B:  micro-kernel: MR x NR tile of C
 // The packing absorbs trans_a / trans_b (only the read strides change), so a
-// transposed operand is never copied as a whole. The micro-kernel overwrites C
+// transposed operand is never copied as a whole. Small row-major operands skip
+// packing and are read in place (see gemm_tile). The micro-kernel overwrites C
 // on the first kc block, accumulates on later ones, and applies bias and
 // activation when it writes back the last one -- the epilogue costs no extra
 // pass over C.
@@ -58,8 +59,8 @@ inline T gelu_tanh(T x) {
   const T inner = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
   return T(0.5) * x * (T(1) + std::tanh(inner));
 }
-// The transcendental activations run per element on a row segment the
-// micro-kernel has just stored (still in L1); relu is done in registers.
+// The transcendental activations run on a row segment the micro-kernel has
+// just stored (still in L1); relu is done in registers.
 template <class T>
 inline void act_row(T* c, int n, Act act) {
   if (act == Act::gelu) {
@@ -69,28 +70,83 @@ inline void act_row(T* c, int n, Act act) {
   }
 }
 
-// MR x (NV*L) register tile. a: packed A micro-panel (k-major, MR per k);
-// b: B micro-panel with row stride ldb (NR when packed, N when read in place).
-// mr x nr is the valid part of the tile (edge tiles); the padded rows and
-// columns are computed from zeros and masked off at the write-back.
+// fp32 vector GELUs for traits with vector math (S::kVecMath). libm's erff /
+// tanhf cost 5-20 ns an element, more than the GEMM itself for K ~ 1000.
+//
+// erf: Eigen's rational approximation x P(x^2) / Q(x^2) on [-4, 4] (erf is
+// +-1 in float beyond), absolute error < 5e-7, so GELU's error stays below
+// ~2 eps |x| -- the size of the rounding error of the pre-activation itself.
+template <class S>
+typename S::V vgelu_erf(typename S::V x) {
+  using V = typename S::V;
+  const V t = S::min(S::max(S::mul(x, S::set1(0.70710678118654752f)), S::set1(-4.f)), S::set1(4.f));
+  const V t2 = S::mul(t, t);
+  V p = S::fma(t2, S::set1(-2.72614225801306e-10f), S::set1(2.77068142495902e-08f));
+  p = S::fma(t2, p, S::set1(-2.10102402082508e-06f));
+  p = S::fma(t2, p, S::set1(-5.69250639462346e-05f));
+  p = S::fma(t2, p, S::set1(-7.34990630326855e-04f));
+  p = S::fma(t2, p, S::set1(-2.95459980854025e-03f));
+  p = S::fma(t2, p, S::set1(-1.60960333262415e-02f));
+  p = S::mul(t, p);
+  V q = S::fma(t2, S::set1(-1.45660718464996e-05f), S::set1(-2.13374055278905e-04f));
+  q = S::fma(t2, q, S::set1(-1.68282697438203e-03f));
+  q = S::fma(t2, q, S::set1(-7.37332916720468e-03f));
+  q = S::fma(t2, q, S::set1(-1.42647390514189e-02f));
+  const V erf = S::div(p, q);
+  return S::mul(S::mul(S::set1(0.5f), x), S::add(S::set1(1.f), erf));
+}
+// tanh GELU, rewritten exactly as 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)):
+// one exp and one division, and no cancellation in 1 + tanh(u) for u << 0.
+template <class S>
+typename S::V vgelu_tanh(typename S::V x) {
+  using V = typename S::V;
+  const V x3 = S::mul(S::mul(x, x), x);
+  // -2 sqrt(2/pi) (x + 0.044715 x^3)
+  const V m2u = S::mul(S::set1(-1.5957691216057308f), S::fma(S::set1(0.044715f), x3, x));
+  return S::div(x, S::add(S::set1(1.f), S::exp(m2u)));
+}
+template <class S>
+void act_row_simd(typename S::T* c, int n, Act act) {
+  if constexpr (S::kVecMath) {
+    for (int j = 0; j < n; j += S::L) {
+      const typename S::M m = S::mask(n - j);
+      const typename S::V x = S::maskz_load(m, c + j);
+      S::mask_store(c + j, m, act == Act::gelu ? vgelu_erf<S>(x) : vgelu_tanh<S>(x));
+    }
+  } else {
+    act_row(c, n, act);
+  }
+}
+
+// MR x (NV*L) register tile. a: the packed A micro-panel (k-major, MR per
+// k; kPackedA) or A read in place (row-major, row stride lda; only for full
+// MR-row panels, so no row past M is read). b: B micro-panel with row stride
+// ldb (NR when packed, N when read in place). mr x nr is the valid part of
+// the tile (edge tiles); padded columns are computed from zeros and masked
+// off at the write-back.
 template <class S, int MR_, int NV>
 struct MicroKernel {
   using T = typename S::T;
   using V = typename S::V;
   using M = typename S::M;
+  using Simd = S;
   static constexpr int L = S::L;
   static constexpr int MR = MR_;
   static constexpr int NR = NV * L;
 
-  static void tile(int64_t kc, const T* __restrict a, const T* __restrict b, int64_t ldb,
-                   T* __restrict c, int64_t ldc, int mr, int nr, const Epi<T>& e) {
-    V acc[MR][NV];
+  // ROWS <= MR rows are computed (a ragged last row panel runs a shorter
+  // tile instead of multiplying zero padding); packed A keeps its MR stride.
+  template <bool kPackedA, int ROWS = MR>
+  static void tile(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b,
+                   int64_t ldb, T* __restrict c, int64_t ldc, int mr, int nr, const Epi<T>& e) {
+    V acc[ROWS][NV];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < ROWS; ++i)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i) S::prefetch_w(c + i * ldc, nr);
+    for (int i = 0; i < ROWS; ++i)
+      if (i < mr) S::prefetch_w(c + i * ldc, nr);
 
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; ++k) {
@@ -98,12 +154,12 @@ struct MicroKernel {
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * L);
 #pragma GCC unroll 32
-      for (int i = 0; i < MR; ++i) {
-        const V av = S::bcast(a + i);
+      for (int i = 0; i < ROWS; ++i) {
+        const V av = S::bcast(kPackedA ? a + i : a + i * lda);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(av, bv[v], acc[i][v]);
       }
-      a += MR;
+      a += kPackedA ? MR : 1;
       b += ldb;
     }
 
@@ -118,7 +174,7 @@ struct MicroKernel {
     const bool relu = e.last && e.act == Act::relu;
     const bool transcendental = e.last && (e.act == Act::gelu || e.act == Act::gelu_tanh);
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
       if (i >= mr) break;
       T* ci = c + i * ldc;
 #pragma GCC unroll 8
@@ -132,8 +188,25 @@ struct MicroKernel {
         else
           S::mask_store(ci + v * L, mk[v], x);
       }
-      if (transcendental) act_row(ci, nr, e.act);
+      if (transcendental) act_row_simd<S>(ci, nr, e.act);
     }
+  }
+
+  // Packed-A tile with mr valid rows: the smallest of MR, 8, 4, 2, 1 rows
+  // that covers them.
+  static void tile_packed(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc,
+                          int mr, int nr, const Epi<T>& e) {
+    constexpr int r8 = MR < 8 ? MR : 8, r4 = MR < 4 ? MR : 4, r2 = MR < 2 ? MR : 2;
+    if (mr > r8)
+      tile<true, MR>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+    else if (mr > r4)
+      tile<true, r8>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+    else if (mr > r2)
+      tile<true, r4>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+    else if (mr > 1)
+      tile<true, r2>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+    else
+      tile<true, 1>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
   }
 };
 
@@ -157,13 +230,20 @@ void pack_a_panel(const T* src, int64_t rs, int64_t cs, int rows, int64_t kc, T*
 
 // Packs depth [0, kc) x columns [0, cols) of B into one NR-column panel:
 // dst[k*NR + j] = B(k, j), columns >= `cols` zero. B(k, j) = src[k*rs + j*cs].
-template <int NR, class T>
+template <class Kn, class T = typename Kn::T>
 void pack_b_panel(const T* src, int64_t rs, int64_t cs, int cols, int64_t kc, T* __restrict dst) {
+  using S = typename Kn::Simd;
+  constexpr int NR = Kn::NR;
   if (cs == 1 && cols == NR) {  // B row-major: NR contiguous values per k
+    // Explicit vector moves: left alone, GCC turns this into a memcpy call per row.
     for (int64_t k = 0; k < kc; ++k)
 #pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) dst[k * NR + j] = src[k * rs + j];
+      for (int j = 0; j < NR; j += S::L) S::store(dst + k * NR + j, S::load(src + k * rs + j));
   } else if (rs == 1 && cols == NR) {  // trans_b: column j of op(B) is row j of b
+    if constexpr (S::kTransposePack) {  // in-register transposes where the ISA has them
+      S::pack_bt(src, cs, kc, dst);
+      return;
+    }
     // Blocks of 8 k keep the 8 x NR destination lines hot while each source
     // row is read contiguously.
     int64_t k0 = 0;
@@ -203,24 +283,30 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // few enough to stay in L1/L2 unpacked, and packing would cost about as
   // much as the product itself. Only a ragged last column panel is packed.
   const bool b_in_place = !p.trans_b && K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024;
+  // Likewise short rows of a row-major A are read in place: packing costs
+  // about 32/N of the product, which matters for small N; rows of at most
+  // 1 KiB also keep the MR row streams off the same L1 sets. A ragged last
+  // row panel is still packed, so no row past M is ever read.
+  const bool a_in_place = !p.trans_a && K * int64_t(sizeof(T)) <= 1024;
 
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
       const int64_t kcc = imin(kc, K - k0);
       for (int64_t ir = 0; ir < mb; ir += MR)
-        pack_a_panel<MR>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)), kcc,
-                         abuf + ir * kcc);
+        if (!a_in_place || mb - ir < MR)
+          pack_a_panel<MR>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)),
+                           kcc, abuf + ir * kcc);
       const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
       for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
         const int64_t nb = imin(bl.nb, n1 - j0);
         if (!b_in_place)
           for (int64_t jr = 0; jr < nb; jr += NR)
-            pack_b_panel<NR>(b + k0 * b_rs + (j0 + jr) * b_cs, b_rs, b_cs, int(imin(NR, nb - jr)),
+            pack_b_panel<Kn>(b + k0 * b_rs + (j0 + jr) * b_cs, b_rs, b_cs, int(imin(NR, nb - jr)),
                              kcc, bbuf + jr * kcc);
         const int64_t tail = nb % NR;  // width of a ragged last panel (0: none)
         if (b_in_place && tail)
-          pack_b_panel<NR>(b + k0 * b_rs + (j0 + nb - tail) * b_cs, b_rs, b_cs, int(tail), kcc,
+          pack_b_panel<Kn>(b + k0 * b_rs + (j0 + nb - tail) * b_cs, b_rs, b_cs, int(tail), kcc,
                            ebuf);
         for (int64_t ir = 0; ir < mb; ir += MR) {
           const int mr = int(imin(MR, mb - ir));
@@ -242,7 +328,11 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
             }
             Epi<T> epi = epi0;
             if (epi.last && p.bias) epi.bias = p.bias + j0 + jr;
-            Kn::tile(kcc, ap, bp, ldb, crow + j0 + jr, N, mr, nr, epi);
+            if (a_in_place && mr == MR)
+              Kn::template tile<false>(kcc, a + (i0 + ir) * K + k0, K, bp, ldb, crow + j0 + jr, N,
+                                       mr, nr, epi);
+            else
+              Kn::tile_packed(kcc, ap, bp, ldb, crow + j0 + jr, N, mr, nr, epi);
           }
         }
       }
@@ -314,14 +404,19 @@ void run_problem(const Problem<typename Kn::T>& p) {
       for (int64_t bi = 0; bi < p.batch; ++bi)
         if (ok) gemm_tile<Kn>(p, bi, 0, p.M, 0, p.N, bl, abuf, bbuf, ebuf);
     } else if (ok) {
-      const int t = omp_get_thread_num();
-      const int ti = t / tn, tj = t % tn;
+      // Normally one tile per thread; the stride loop covers a team smaller
+      // than asked for (nested inside another parallel region, OMP_DYNAMIC).
+      const int team = omp_get_num_threads();
       const int64_t rows = cdiv(cdiv(p.M, tm), MR) * MR;
       const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
-      const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
-      const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
-      if (m0 < m1 && n0 < n1)
-        for (int64_t bi = 0; bi < p.batch; ++bi) gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
+      for (int t = omp_get_thread_num(); t < tm * tn; t += team) {
+        const int ti = t / tn, tj = t % tn;
+        const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
+        const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
+        if (m0 < m1 && n0 < n1)
+          for (int64_t bi = 0; bi < p.batch; ++bi)
+            gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
+      }
     }
   }
   if (failed) throw std::bad_alloc();

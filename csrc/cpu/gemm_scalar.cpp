@@ -27,6 +27,8 @@ struct Scalar {
     if (m) *p = x;
   }
   static void prefetch_w(const T*, int) {}
+  static constexpr bool kVecMath = false;  // GELU through libm
+  static constexpr bool kTransposePack = false;
 };
 
 using KernelF32 = MicroKernel<Scalar<float>, 4, 4>;
