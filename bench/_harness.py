@@ -13,9 +13,10 @@ kept busy meanwhile (a noise indicator).
 
 Threads: every thread count runs in its own subprocess whose environment sets
 OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS before NumPy is imported
-(threadpoolctl is not needed); the child also calls ``kiln.set_num_threads`` and
-``torch.set_num_threads``. Ratio convention everywhere: ratio = t_reference / t_kiln,
-so a ratio > 1 means kiln is faster.
+(threadpoolctl is not needed) and OPENBLAS_THREAD_TIMEOUT=4 (idle OpenBLAS threads stop
+spinning instead of taking a core from the next contender); the child also calls
+``kiln.set_num_threads`` and ``torch.set_num_threads``. Ratio convention everywhere:
+ratio = t_reference / t_kiln, so a ratio > 1 means kiln is faster.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def run_per_thread(script: str, threads: list[int], args: list[str]) -> list[dic
     out = []
     for n in threads:
         env = dict(os.environ, **{v: str(n) for v in THREAD_VARS})
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE.parent / "python"),
-                                                        env.get("PYTHONPATH")) if p)
+        # Idle OpenBLAS threads spin for a while after each call and, when contenders
+        # alternate, take a core from the next one; a short timeout makes them sleep.
+        env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+        src = HERE.parent / "python"
+        if any((src / "kiln").glob("_cpu*.so")):  # a source tree with built modules
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH")) if p)
         cmd = [sys.executable, script, "--child", str(n), *args]
         proc = subprocess.run(cmd, check=False, env=env, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:

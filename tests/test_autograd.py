@@ -143,3 +143,23 @@ def test_backward_non_scalar_needs_gradient():
         (x * 2).backward()
     (x * 2).backward(kiln.tensor([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0, 6.0])
+
+
+def test_backward_inputs_restricts_accumulation():
+    a = kiln.tensor([1.0, 2.0], requires_grad=True)
+    b = kiln.tensor([3.0, 4.0], requires_grad=True)
+    (a * b).sum().backward(inputs=[a])
+    np.testing.assert_allclose(a.grad.numpy(), [3.0, 4.0])
+    assert b.grad is None
+    kiln.autograd.backward((a * b).sum(), inputs=[b])
+    np.testing.assert_allclose(b.grad.numpy(), [1.0, 2.0])
+    np.testing.assert_allclose(a.grad.numpy(), [3.0, 4.0])
+
+
+def test_repeated_backward_accumulates_in_place():
+    w = kiln.tensor([1.0, -2.0], requires_grad=True)
+    (w * 3).sum().backward()
+    first = w.grad
+    (w * w).sum().backward()
+    assert w.grad is first  # same buffer, like PyTorch
+    np.testing.assert_allclose(w.grad.numpy(), [3 + 2.0, 3 - 4.0])

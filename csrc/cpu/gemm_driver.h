@@ -389,8 +389,11 @@ void run_problem(const Problem<typename Kn::T>& p) {
   const size_t e_bytes = size_t(NR * kc) * sizeof(T);
   int failed = 0;
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
+  // The team body. One thread runs it directly: even an if(false) parallel region
+  // costs libgomp ~0.7 us of team setup, several times a 4x4 product.
+  // tid/team are passed in, never read from OpenMP: a direct call made inside some
+  // outer parallel region must still do all the work itself.
+  auto body = [&](int tid, int team) {
     T* abuf = static_cast<T*>(workspace(0, a_bytes));
     T* bbuf = static_cast<T*>(workspace(1, b_bytes));
     T* ebuf = static_cast<T*>(workspace(2, e_bytes));
@@ -400,16 +403,17 @@ void run_problem(const Problem<typename Kn::T>& p) {
       failed = 1;
     }
     if (by_batch) {
-#pragma omp for schedule(static)
-      for (int64_t bi = 0; bi < p.batch; ++bi)
+      // static split of the batch, the same as schedule(static)
+      const int64_t per = cdiv(p.batch, team);
+      const int64_t b0 = imin(p.batch, tid * per), b1 = imin(p.batch, b0 + per);
+      for (int64_t bi = b0; bi < b1; ++bi)
         if (ok) gemm_tile<Kn>(p, bi, 0, p.M, 0, p.N, bl, abuf, bbuf, ebuf);
     } else if (ok) {
       // Normally one tile per thread; the stride loop covers a team smaller
       // than asked for (nested inside another parallel region, OMP_DYNAMIC).
-      const int team = omp_get_num_threads();
       const int64_t rows = cdiv(cdiv(p.M, tm), MR) * MR;
       const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
-      for (int t = omp_get_thread_num(); t < tm * tn; t += team) {
+      for (int t = tid; t < tm * tn; t += team) {
         const int ti = t / tn, tj = t % tn;
         const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
         const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
@@ -418,6 +422,12 @@ void run_problem(const Problem<typename Kn::T>& p) {
             gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
       }
     }
+  };
+  if (nt == 1) {
+    body(0, 1);
+  } else {
+#pragma omp parallel num_threads(nt)
+    body(omp_get_thread_num(), omp_get_num_threads());
   }
   if (failed) throw std::bad_alloc();
 }

@@ -223,6 +223,8 @@ _ndarray = np.ndarray
 def _as_grad_tensor(g, like):
     if g is None or type(g) is Tensor:
         return g
+    if type(g) is _ndarray and g.dtype == like.data.dtype:
+        return _wrap(g)
     return _wrap(np.asarray(g, dtype=like.data.dtype))
 
 
@@ -232,7 +234,16 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         tensors = [tensors]
     if grad_tensors is None or isinstance(grad_tensors, Tensor):
         grad_tensors = [grad_tensors] * len(tensors)
-    _run(list(tensors), list(grad_tensors), retain_graph, create_graph, capture=None)
+    if inputs is None:
+        _run(list(tensors), list(grad_tensors), retain_graph, create_graph, capture=None)
+        return
+    # only the given tensors receive gradients (leaves or not), like PyTorch
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    gs = grad(tensors, inputs, grad_tensors, retain_graph, create_graph, allow_unused=True)
+    for t, g in zip(inputs, gs):
+        if g is not None:
+            t.grad = _wrap(g.data.copy()) if t.grad is None and g.grad_fn is None else (
+                g if t.grad is None else t.grad + g)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -338,14 +349,16 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
         if deps[k] == 0 and n not in ready:
             ready.append(n)
 
-    prev_grad, prev_anomaly = _mode.grad, _mode.anomaly
+    mode = _mode
+    prev_grad, prev_anomaly = mode.grad, mode.anomaly
     anomaly = prev_anomaly
-    _mode.grad = create_graph
-    _mode.anomaly = False  # ops inside backward are checked as a whole, per node
+    mode.grad = create_graph
+    mode.anomaly = False  # ops inside backward are checked as a whole, per node
+    pop_grad = grads.pop
     try:
         while ready:
             n = ready.pop()
-            g = grads.pop(id(n))
+            g = pop_grad(id(n))
             if n.hooks:
                 for h in n.hooks:
                     r = h(g)
@@ -377,17 +390,26 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
             for a, ig in zip(n.inputs, in_grads):
                 if ig is None or type(a) is not Tensor or not a.requires_grad:
                     continue
-                if type(ig) is not Tensor:
-                    ig = _as_grad_tensor(ig, a)
-                if ig.data.shape != a.data.shape:
+                # a plain backward may return arrays; they become Tensors only when needed
+                igd = ig.data if type(ig) is Tensor else ig
+                if igd.shape != a.data.shape:
                     raise RuntimeError(
-                        f"{n.name()}: returned a gradient of shape {tuple(ig.shape)} for an "
+                        f"{n.name()}: returned a gradient of shape {igd.shape} for an "
                         f"input of shape {tuple(a.shape)} (internal error)"
                     )
                 p = a.grad_fn
                 if p is None:
-                    _deliver_leaf(a, ig, captured_ids)
+                    old = a.grad
+                    if (old is not None and captured_ids is None and a._hooks is None
+                            and (type(ig) is not Tensor or ig.grad_fn is None)
+                            and old.grad_fn is None and old.data.flags.writeable):
+                        np.add(old.data, igd, out=old.data)  # the common leaf case
+                    else:
+                        _deliver_leaf(a, ig if type(ig) is Tensor else _as_grad_tensor(ig, a),
+                                      captured_ids)
                     continue
+                if type(ig) is not Tensor:
+                    ig = _as_grad_tensor(ig, a)
                 k = id(p)
                 grads[k] = grads[k] + ig if k in grads else ig
                 deps[k] -= 1

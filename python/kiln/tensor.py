@@ -145,9 +145,12 @@ class Tensor:
         return _HookHandle(hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
-        from kiln.autograd import backward
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``inputs``: only those)."""
+        if inputs is not None:
+            from kiln.autograd import backward
 
-        backward(self, gradient, retain_graph, create_graph, inputs)
+            return backward(self, gradient, retain_graph, create_graph, inputs)
+        _autograd._run([self], [gradient], retain_graph, create_graph, None)
 
     # ---- conversion -------------------------------------------------------------
     def numpy(self, *, force: bool = False) -> np.ndarray:

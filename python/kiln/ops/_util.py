@@ -79,7 +79,7 @@ def sum_to(g: Tensor, shape):
         i + lead for i, s in enumerate(shape) if s == 1 and gs[i + lead] != 1
     )
     if not _mode.grad:  # plain backward: reduce the array directly
-        return _wrap(np.sum(g.data, axis=dims, keepdims=True).reshape(shape))
+        return _wrap(g.data.sum(axis=dims, keepdims=True).reshape(shape))
     from kiln.ops.reduce import sum as _sum
 
     out = _sum(g, dims, keepdim=True) if dims else g
@@ -98,3 +98,17 @@ def raw() -> bool:
     """True inside a plain backward pass (no create_graph): formulas may use NumPy
     directly instead of recording kiln ops."""
     return not _mode.grad
+
+
+def sum_to_array(g: np.ndarray, shape):
+    """``sum_to`` on a raw array (plain backward): reduce broadcast dims back to ``shape``."""
+    if shape is None:
+        return None
+    gs = g.shape
+    if gs == shape:
+        return g
+    lead = len(gs) - len(shape)
+    dims = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and gs[i + lead] != 1
+    )
+    return g.sum(axis=dims, keepdims=True).reshape(shape)

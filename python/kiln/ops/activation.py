@@ -48,7 +48,7 @@ class _Act(Function):
         gi = np.empty_like(gd)
         saved = ctx.y if cls.uses_output else ctx.x
         getattr(kernels(gd), cls.kernel + "_backward")(gd, saved, gi, *params)
-        return (wrap(gi),) + (None,) * len(params)
+        return (gi,) + (None,) * len(params)  # the engine wraps arrays only when needed
 
 
 def _make(name, kernel, composite, uses_output=False):
@@ -174,7 +174,7 @@ class _SoftmaxBase(Function):
         gi = np.empty_like(gd)
         if gd.size:
             getattr(kernels(gd), cls.kernel + "_backward")(gd, ctx.y, gi, dim)
-        return wrap(gi), None
+        return gi, None
 
 
 def _softmax_grad(g, x, dim):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kiln.autograd import Function
-from kiln.ops._util import fix_float, raw, shape_of, sum_to, wrap
+from kiln.ops._util import fix_float, raw, shape_of, sum_to, sum_to_array, wrap
 from kiln.tensor import Tensor
 
 
@@ -82,8 +82,8 @@ class Mul(Function):
         sa, sb = ctx.shapes
         if raw():
             gd = g.data
-            ga = sum_to(wrap(gd * _data(b)), sa) if sa is not None and a.requires_grad else None
-            gb = sum_to(wrap(gd * _data(a)), sb) if sb is not None and b.requires_grad else None
+            ga = sum_to_array(gd * _data(b), sa) if sa is not None and a.requires_grad else None
+            gb = sum_to_array(gd * _data(a), sb) if sb is not None and b.requires_grad else None
             return ga, gb
         ga = sum_to(mul(g, b), sa) if sa is not None and a.requires_grad else None
         gb = sum_to(mul(g, a), sb) if sb is not None and b.requires_grad else None
