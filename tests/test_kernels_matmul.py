@@ -14,6 +14,7 @@ import textwrap
 
 import numpy as np
 import pytest
+
 from kiln import _cpu
 
 ISAS = ["avx512", "avx2", "scalar"]
