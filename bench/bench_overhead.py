@@ -7,6 +7,8 @@ alternating in one process (see _harness.py), at 1 and 2 threads:
   fwd (grad)   the same with requires_grad=True inputs (the op records a graph node)
   fwd+bwd      ``(a * b).sum().backward()`` (counted as the op plus its sum) and
                ``x.relu().sum().backward()``; the leaves' .grad are reset to None per call
+  1 op fwd+bwd ``(a * b).backward(g)`` and ``x.relu().backward(g)``: exactly one op,
+               forward and backward, with the output gradient given (no sum)
 A sample is a few thousand back-to-back calls (about 5 ms); the figure is the median
 over samples of the mean per call, after warm-up. Targets (the overhead issue): a small
 op's forward < 3 µs, forward + backward of one op < 15 µs.
@@ -49,8 +51,21 @@ def _cases(lib, grad: bool):
             x.relu().sum().backward()
             x.grad = None
 
+        g = lib.tensor(np.ones((4, 4), np.float32))
+
+        def mul_one():
+            (a * b).backward(g)
+            a.grad = None
+            b.grad = None
+
+        def relu_one():
+            x.relu().backward(g)
+            x.grad = None
+
         return {"(a * b).sum().backward()": ("fwd+bwd", mul_sum),
-                "x.relu().sum().backward()": ("fwd+bwd", relu_sum)}
+                "x.relu().sum().backward()": ("fwd+bwd", relu_sum),
+                "(a * b).backward(g)": ("1 op fwd+bwd", mul_one),
+                "x.relu().backward(g)": ("1 op fwd+bwd", relu_one)}
     mode = "fwd (grad)" if grad else "fwd"
     return {"a + b": (mode, lambda: a + b), "x.relu()": (mode, lambda: x.relu()),
             "a @ b": (mode, lambda: a @ b)}
@@ -76,7 +91,8 @@ def child(n: int, quick: bool) -> dict:
 def run(quick: bool = False, threads=(1, 2)) -> dict:
     runs = H.run_per_thread(__file__, list(threads), ["--quick"] if quick else [])
     payload = {"bench": "overhead", "machine": H.machine(), "ratio": H.RATIO_NOTE,
-               "targets_us": {"fwd": FWD_TARGET_US, "fwd+bwd": FWD_BWD_TARGET_US},
+               "targets_us": {"fwd": FWD_TARGET_US, "fwd+bwd": FWD_BWD_TARGET_US,
+                              "1 op fwd+bwd": FWD_BWD_TARGET_US},
                "runs": runs}
     H.save("overhead", payload)
     return payload
@@ -96,7 +112,7 @@ def markdown(payload: dict) -> str:
     for run in payload["runs"]:
         for c in run["cases"]:
             k, t = _us(c, "kiln"), _us(c, "torch")
-            target = FWD_BWD_TARGET_US if c["mode"] == "fwd+bwd" else FWD_TARGET_US
+            target = FWD_BWD_TARGET_US if "bwd" in c["mode"] else FWD_TARGET_US
             best = c["res"].get("kiln", {}).get("min_s")
             rows.append([f"`{c['name']}`", c["mode"], str(run["threads"]),
                          H.fmt(k, 2) + (f" ({best * 1e6:.2f})" if best else ""), H.fmt(t, 2),

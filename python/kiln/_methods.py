@@ -15,6 +15,7 @@ from kiln.autograd import _mode
 from kiln.device import check_device
 from kiln.ops import activation as act
 from kiln.ops import elementwise as ew
+from kiln.ops import indexing as ix
 from kiln.ops import loss as _loss  # noqa: F401
 from kiln.ops import matmul as mm
 from kiln.ops import movement as mv
@@ -64,11 +65,11 @@ def _matmul_op(self, other):
 
 def _setitem(self, idx, value):
     if isinstance(value, Tensor) or _mode.grad and self.requires_grad:
-        _inplace(self, lambda s, v: mv.index_put(s, idx, v), value)
+        _inplace(self, lambda s, v: ix.index_put(s, idx, v), value)
         return
     if not self.data.flags.writeable:
         raise RuntimeError("__setitem__: tensor is read-only (an expanded view?); clone() it first")
-    self.data[mv._convert_index(idx, self.data.shape)] = value
+    self.data[ix._convert_index(idx, self.data.shape)] = value
     self._version += 1
 
 
@@ -125,7 +126,7 @@ METHODS = {
     "__eq__": ew.eq, "__ne__": ew.ne, "__lt__": ew.lt, "__le__": ew.le, "__gt__": ew.gt,
     "__ge__": ew.ge, "__and__": ew.logical_and, "__or__": ew.logical_or,
     "__xor__": ew.logical_xor, "__invert__": ew.logical_not,
-    "__getitem__": mv.index, "__setitem__": _setitem,
+    "__getitem__": ix.index, "__setitem__": _setitem,
     "__floordiv__": lambda a, b: ew.floor(ew.div(a, b)),
     "__mod__": lambda a, b: _wrap(np.asarray(np.mod(a.data, getattr(b, "data", b)))),
     "add": ew.add, "sub": ew.sub, "mul": ew.mul, "div": ew.div, "pow": ew.pow,

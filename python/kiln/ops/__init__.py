@@ -1,4 +1,12 @@
 """Graph ops by family; each op is a Function (forward on arrays, backward in kiln ops
 or a dedicated kernel) plus a lowercase function."""
 
-from kiln.ops import activation, elementwise, loss, matmul, movement, reduce  # noqa: F401
+from kiln.ops import (
+    activation,
+    elementwise,
+    indexing,
+    loss,
+    matmul,
+    movement,
+    reduce,
+)

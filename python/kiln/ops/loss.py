@@ -119,7 +119,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
     """Negative log-likelihood of log-probabilities: cross_entropy minus its log-softmax."""
-    from kiln.ops.movement import index
+    from kiln.ops.indexing import index
 
     op = "nll_loss"
     check_float(input, op)
