@@ -227,3 +227,24 @@ def machine() -> dict:
 
 def threads_arg(s: str) -> list[int]:
     return [int(t) for t in s.split(",") if t]
+
+
+def main(doc: str, child: Callable, run: Callable, markdown: Callable, quick_help: str,
+         argv=None, flags: dict[str, str] | None = None) -> int:
+    """The command line every bench script shares: ``[--quick] [--threads 1,2]`` plus
+    extra boolean ``flags`` (name -> help), passed to ``child``/``run`` after ``quick``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    for name, help_ in (flags or {}).items():
+        p.add_argument(f"--{name}", action="store_true", help=help_)
+    p.add_argument("--threads", type=threads_arg, default=[1, 2])
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    extra = [getattr(a, name) for name in (flags or {})]
+    if a.child:
+        emit(child(a.child, a.quick, *extra))
+        return 0
+    print(markdown(run(a.quick, *extra, a.threads)))
+    return 0

@@ -21,7 +21,6 @@ faster), on medians. "err" is kiln's max |forward - torch| on the case's input.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -238,16 +237,7 @@ def markdown(payload: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="1M elements only, short budgets")
-    p.add_argument("--threads", type=H.threads_arg, default=[1, 2])
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.child:
-        H.emit(child(a.child, a.quick))
-        return 0
-    print(markdown(run(a.quick, a.threads)))
-    return 0
+    return H.main(__doc__, child, run, markdown, "1M elements only, short budgets", argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ asks for a speedup >= 20×. Each result is checked against NumPy (max relative e
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -155,17 +154,8 @@ def markdown(payload: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, short budgets (< 30 s)")
-    p.add_argument("--big", action="store_true", help="add 4096³")
-    p.add_argument("--threads", type=H.threads_arg, default=[1, 2])
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.child:
-        H.emit(child(a.child, a.quick, a.big))
-        return 0
-    print(markdown(run(a.quick, a.big, a.threads)))
-    return 0
+    return H.main(__doc__, child, run, markdown, "small sizes, short budgets (< 30 s)", argv,
+                  flags={"big": "add 4096³"})
 
 
 if __name__ == "__main__":

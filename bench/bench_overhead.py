@@ -18,7 +18,6 @@ op's forward < 3 µs, forward + backward of one op < 15 µs.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -128,16 +127,7 @@ def markdown(payload: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="short budgets")
-    p.add_argument("--threads", type=H.threads_arg, default=[1, 2])
-    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.child:
-        H.emit(child(a.child, a.quick))
-        return 0
-    print(markdown(run(a.quick, a.threads)))
-    return 0
+    return H.main(__doc__, child, run, markdown, "short budgets", argv)
 
 
 if __name__ == "__main__":
