@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kiln import _cpu
 from kiln.autograd import Function, is_grad_enabled
 from kiln.ops import elementwise as ew
 from kiln.ops._util import kernels, sum_to, wrap
@@ -65,10 +66,15 @@ def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") ->
     if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0] and a.dtype == b.dtype \
             and a.dtype.kind == "f":
         # the common case first, with nothing else on the path: per-op cost matters
-        aa, ta = _operand(a)
-        bb, tb = _operand(b)
-        out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
-        kernels(a).matmul(aa, bb, out, ta, tb, bias, activation)
+        ta = tb = False
+        if not a.flags.c_contiguous:
+            a, ta = (a.T, True) if a.flags.f_contiguous else (np.ascontiguousarray(a), False)
+        if not b.flags.c_contiguous:
+            b, tb = (b.T, True) if b.flags.f_contiguous else (np.ascontiguousarray(b), False)
+        M, N = (a.shape[1] if ta else a.shape[0]), (b.shape[0] if tb else b.shape[1])
+        out = np.empty((M, N), dtype=a.dtype)
+        (_cpu if type(a) is np.ndarray else kernels(a)).matmul(a, b, out, ta, tb, bias,
+                                                                activation)
         return out
     _check(a, b, "matmul")
     if a.dtype.kind != "f":
