@@ -6,7 +6,7 @@ Defaults follow PyTorch: Python floats become float32, ints int64, bools bool;
 
 Example:
     >>> import kiln
-    >>> kiln.manual_seed(0)
+    >>> _ = kiln.manual_seed(0)
     >>> kiln.zeros(2, 3).shape
     kiln.Size([2, 3])
 """
@@ -17,6 +17,7 @@ import builtins
 
 import numpy as np
 
+import kiln
 from kiln import _dtype
 from kiln.device import check_device
 from kiln.tensor import Tensor, _wrap
@@ -67,7 +68,11 @@ def _infer_np_dtype(data) -> np.dtype:
 
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Copy ``data`` (nested lists, scalars, arrays, tensors) into a new tensor."""
+    """Copy ``data`` (nested lists, scalars, arrays, tensors) into a new tensor.
+
+    >>> kiln.tensor([[1, 2], [3, 4]]).dtype, kiln.tensor([0.5]).dtype
+    (kiln.int64, kiln.float32)
+    """
     if isinstance(data, Tensor):
         arr = np.array(data.data, dtype=_dtype.to_np(dtype) if dtype else data.data.dtype)
     elif isinstance(data, np.ndarray):
@@ -101,7 +106,14 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
 
 
 def from_numpy(arr: np.ndarray) -> Tensor:
-    """Zero-copy tensor over a NumPy array (float32, float64, int64 or bool)."""
+    """Zero-copy tensor over a NumPy array (float32, float64, int64 or bool).
+
+    >>> a = np.zeros(3, dtype=np.float32)
+    >>> t = kiln.from_numpy(a)
+    >>> a[0] = 5
+    >>> t
+    tensor([5., 0., 0.])
+    """
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"from_numpy: expected np.ndarray, got {type(arr).__name__}")
     if arr.dtype not in _dtype._FROM_NP:

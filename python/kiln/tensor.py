@@ -12,7 +12,7 @@ Example:
     >>> y = (x @ x).relu().sum()
     >>> y.backward()
     >>> x.grad.shape
-    (2, 2)
+    kiln.Size([2, 2])
 """
 
 from __future__ import annotations

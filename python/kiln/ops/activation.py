@@ -203,6 +203,12 @@ def _softmax_dim(x, dim, op):
 
 
 def softmax(x, dim=None, dtype=None):
+    """exp(x) / sum(exp(x)) along ``dim``, stable for large logits.
+
+    >>> import kiln
+    >>> softmax(kiln.tensor([0.0, 1e4]), 0)
+    tensor([0., 1.])
+    """
     if dtype is not None:
         x = x.to(dtype)
     check_float(x, "softmax")

@@ -55,6 +55,13 @@ def _class_last(x: Tensor) -> Tensor:
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,  # noqa: A002
                   reduce=None, reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of logits against class indices or probabilities (PyTorch semantics).
+
+    >>> import kiln
+    >>> logits = kiln.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    >>> round(cross_entropy(logits, kiln.tensor([0, 2])).item(), 4)
+    0.6691
+    """
     op = "cross_entropy"
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"{op}: expected Tensors for input and target")

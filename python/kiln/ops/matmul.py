@@ -158,6 +158,14 @@ def _mT(x):
 
 
 def matmul(a, b):
+    """Matrix product with NumPy/PyTorch semantics (1-D vectors, broadcast batch dims).
+
+    >>> import kiln
+    >>> (kiln.ones(2, 3) @ kiln.ones(3, 4)).shape
+    kiln.Size([2, 4])
+    >>> kiln.matmul(kiln.ones(5, 2, 3), kiln.ones(3)).shape
+    kiln.Size([5, 2])
+    """
     if type(a) is not Tensor or type(b) is not Tensor:
         raise TypeError(
             f"matmul: expected Tensors, got {type(a).__name__} and {type(b).__name__}"
@@ -237,6 +245,11 @@ def linear(input, weight, bias=None, activation=None):  # noqa: A002
 
     ``activation`` is kiln's addition ("relu", "gelu", "gelu_tanh"): relu is fused in
     training too; gelu is fused when no gradient is needed, else applied as its own op.
+
+    >>> import kiln
+    >>> w = kiln.tensor([[1.0, -1.0]])
+    >>> linear(kiln.tensor([[2.0, 3.0]]), w, kiln.tensor([0.5]), activation="relu")
+    tensor([[0.]])
     """
     act = activation or "none"
     if act in ("gelu", "gelu_tanh") and is_grad_enabled() and (
