@@ -17,7 +17,6 @@ import builtins
 
 import numpy as np
 
-import kiln
 from kiln import _dtype
 from kiln.device import check_device
 from kiln.tensor import Tensor, _wrap
