@@ -163,3 +163,24 @@ def test_repeated_backward_accumulates_in_place():
     (w * w).sum().backward()
     assert w.grad is first  # same buffer, like PyTorch
     np.testing.assert_allclose(w.grad.numpy(), [3 + 2.0, 3 - 4.0])
+
+
+def test_custom_function_pytorch_style_with_saved_tensors():
+    class Scale(Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return x * w
+
+        @staticmethod
+        def backward(ctx, g):
+            x, w = ctx.saved_tensors
+            return g * w, (g * x).sum(0)
+
+    x = kiln.randn(4, 3, dtype=kiln.float64, requires_grad=True)
+    w = kiln.randn(3, dtype=kiln.float64, requires_grad=True)
+    assert gradcheck(Scale.apply, [x, w])
+    y = Scale.apply(x, w)
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.sum().backward()

@@ -68,8 +68,24 @@ class Function:
     """A graph node: subclasses define ``forward(ctx, *arrays)`` and ``backward(ctx, grad)``.
 
     ``forward`` receives the raw arrays of tensor arguments (other arguments as
-    they are) and returns an array; ``backward`` receives the output's gradient as a
-    Tensor and returns one gradient (Tensor, array or None) per forward argument.
+    they are) -- unlike PyTorch, where it receives Tensors -- and returns an array;
+    ``backward`` receives the output's gradient as a Tensor and returns one gradient
+    (Tensor, array or None) per forward argument. Call it as ``MyFn.apply(*args)``.
+
+    >>> import kiln
+    >>> class Cube(Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x ** 3
+    ...     @staticmethod
+    ...     def backward(ctx, grad):
+    ...         (x,) = ctx.saved_tensors
+    ...         return grad * 3 * x * x
+    >>> x = kiln.tensor([2.0], requires_grad=True)
+    >>> Cube.apply(x).backward()
+    >>> x.grad
+    tensor([12.])
     """
 
     once_differentiable = False
@@ -81,11 +97,15 @@ class Function:
     __slots__ = ("inputs", "saved", "hooks", "retain", "versions", "out_ref", "__dict__")
 
     def save_for_backward(self, *tensors) -> None:
-        """Save tensors for backward; an in-place change to one of them is detected."""
-        self.saved = tuple((t, t._version) for t in tensors)
+        """Save tensors (or the raw arrays ``forward`` receives) for backward.
+
+        An in-place change to a saved Tensor is detected when backward reads it.
+        """
+        self.saved = tuple((t, t._version if type(t) is Tensor else None) for t in tensors)
 
     @property
     def saved_tensors(self) -> tuple:
+        """What ``save_for_backward`` kept, as Tensors."""
         saved = self.saved
         if saved is None:
             raise RuntimeError(
@@ -95,13 +115,13 @@ class Function:
             )
         out = []
         for t, v in saved:
-            if t._version != v:
+            if v is not None and t._version != v:
                 raise RuntimeError(
                     f"{self.name()}: one of the tensors needed for gradient computation has been "
                     f"modified by an inplace operation: tensor of shape {tuple(t.shape)} is at "
                     f"version {t._version}; expected version {v} instead."
                 )
-            out.append(t)
+            out.append(t if type(t) is Tensor or t is None else _wrap(t))
         return tuple(out)
 
     @classmethod

@@ -69,6 +69,7 @@ def _infer_np_dtype(data) -> np.dtype:
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Copy ``data`` (nested lists, scalars, arrays, tensors) into a new tensor.
 
+    >>> import kiln
     >>> kiln.tensor([[1, 2], [3, 4]]).dtype, kiln.tensor([0.5]).dtype
     (kiln.int64, kiln.float32)
     """
@@ -107,6 +108,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
 def from_numpy(arr: np.ndarray) -> Tensor:
     """Zero-copy tensor over a NumPy array (float32, float64, int64 or bool).
 
+    >>> import kiln, numpy as np
     >>> a = np.zeros(3, dtype=np.float32)
     >>> t = kiln.from_numpy(a)
     >>> a[0] = 5
