@@ -50,7 +50,8 @@ def _class_last(x: Tensor) -> Tensor:
     if x.data.ndim <= 2:
         return contiguous(x)
     perm = (0,) + tuple(range(2, x.data.ndim)) + (1,)
-    return reshape(contiguous(permute(x, *perm)), (-1, x.data.shape[1]))
+    rows = x.data.size // x.data.shape[1] if x.data.shape[1] else 0
+    return reshape(contiguous(permute(x, *perm)), (rows, x.data.shape[1]))
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,  # noqa: A002

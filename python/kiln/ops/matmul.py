@@ -90,7 +90,9 @@ def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") ->
         # (..., M, K) @ (K, N): one GEMM over all rows
         bb, tb = _operand(b)
         out = np.empty(a.shape[:-1] + (N,), dtype=a.dtype)
-        K.matmul(a.reshape(-1, a.shape[-1]), bb, out.reshape(-1, N), False, tb, bias, activation)
+        rows = out.size // N if N else int(np.prod(a.shape[:-1]))
+        K.matmul(a.reshape(rows, a.shape[-1]), bb, out.reshape(rows, N), False, tb, bias,
+                 activation)
     elif a.ndim == 2 and b.ndim == 2:
         aa, ta = _operand(a)
         bb, tb = _operand(b)
@@ -144,11 +146,20 @@ class Matmul(Function):
             if B.data.ndim == 2 and G.data.ndim > 2 and A.data.shape[:-2] == G.data.shape[:-2]:
                 # (..., M, K) x (K, N): the batch sum is one GEMM over all rows
                 k, n = A.data.shape[-1], G.data.shape[-1]
-                gb = matmul(_mT(reshape(A, (-1, k))), reshape(G, (-1, n)))
+                rows = _rows(A.data.shape)
+                gb = matmul(_mT(reshape(A, (rows, k))), reshape(G, (rows, n)))
             else:
                 gb = sum_to(matmul(_mT(A), G), B.data.shape)
             gb = reshape(gb, bd.shape) if bd.ndim == 1 else gb
         return ga, gb
+
+
+def _rows(shape) -> int:
+    """Rows of the (rows, last) matrix view of ``shape`` (``-1`` is ambiguous when empty)."""
+    n = 1
+    for d in shape[:-1]:
+        n *= d
+    return n
 
 
 def _mT(x):
@@ -210,7 +221,7 @@ class Linear(Function):
                 f"linear: dtype mismatch: input {x.dtype}, weight {w.dtype}"
                 + (f", bias {b.dtype}" if b is not None else "")
             )
-        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        x2 = x.reshape(_rows(x.shape), x.shape[-1]) if x.ndim != 2 else x
         x2 = x2 if x2.flags.c_contiguous else np.ascontiguousarray(x2)
         ww, tw = _operand(w)
         out = np.empty((x2.shape[0], w.shape[0]), dtype=x.dtype)
@@ -226,11 +237,11 @@ class Linear(Function):
         x, w, b, _ = ctx.inputs
         if ctx.act == "relu":
             g = ew.mul(g, wrap((ctx.out > 0).astype(g.data.dtype).reshape(g.data.shape)))
-        g2 = reshape(g, (-1, g.data.shape[-1]))
+        g2 = reshape(g, (_rows(g.data.shape), g.data.shape[-1]))
         gx = reshape(matmul(g2, w), x.data.shape) if x.requires_grad else None
         gw = None
         if w.requires_grad:
-            x2 = reshape(x, (-1, x.data.shape[-1]))
+            x2 = reshape(x, (_rows(x.data.shape), x.data.shape[-1]))
             gw = matmul(_mT(g2), x2)
         gb = None
         if b is not None and b.requires_grad:
