@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import kiln
+
 from helpers import assert_close
 
 BINARY = [("add", lambda a, b: a + b), ("sub", lambda a, b: a - b), ("mul", lambda a, b: a * b),
