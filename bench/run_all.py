@@ -2,7 +2,8 @@
 
 Order: the FMA peak (bench/peak.py, measured again unless --quick finds a cached one),
 then GEMM (bench_matmul.py), activations / softmax / cross-entropy
-(bench_activation.py) and per-op overhead (bench_overhead.py), each at 1 and 2 threads
+(bench_activation.py), per-op overhead (bench_overhead.py) and an MLP training step
+(bench_train.py), each at 1 and 2 threads
 in its own subprocesses. The markdown starts with the machine, the library versions, the
 instruction set kiln uses and the peak, then one table per bench and how to read them.
 
@@ -24,6 +25,7 @@ import _harness as H
 import bench_activation
 import bench_matmul
 import bench_overhead
+import bench_train
 import peak as P
 
 HOW_TO_READ = """\
@@ -96,6 +98,8 @@ def main(argv=None) -> int:
          lambda: bench_activation.run(a.quick, a.threads)),
         ("Per-op overhead (4×4 float32)", bench_overhead,
          lambda: bench_overhead.run(a.quick, a.threads)),
+        ("Training step (MLP, float32)", bench_train,
+         lambda: bench_train.run(a.quick, a.threads)),
     ]
     payloads, sections = [], []
     for title, mod, fn in benches:
