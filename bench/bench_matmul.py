@@ -7,7 +7,8 @@ Measured, per shape (M×K · K×N), alternating in one process (see _harness.py)
   torch        torch.matmul(a, b)
 Shapes: squares 64..2048 (4096 with --big), the batch-128 MLP Linear products
 128×784·784×256, 128×256·256×128, 128×128·128×10, the transformer MLP product
-4096×512·512×2048, and a batch of 64 products 64×64·64×64 (3-D arrays). GFLOP/s = 2·M·N·K / median time;
+4096×512·512×2048, and a batch of 64 products 64×64·64×64 (3-D arrays).
+GFLOP/s = 2·M·N·K / median time;
 % of peak uses bench/peak.py's FMA peak for the same thread count. Also, at 512³ and 1
 thread, kiln._cpu.matmul_naive (triple loop) against the kernel: the foundation issue
 asks for a speedup >= 20×. Each result is checked against NumPy (max relative error).
