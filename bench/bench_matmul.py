@@ -5,11 +5,15 @@ Measured, per shape (M×K · K×N), alternating in one process (see _harness.py)
   kiln kernel  kiln._cpu.matmul(a, b, out, False, False, None, "none"), out preallocated
   numpy        numpy.matmul(a, b)
   torch        torch.matmul(a, b)
-Shapes: squares 64..2048 (4096 with --big) and the batch-128 MLP Linear products
-128×784·784×256, 128×256·256×128, 128×128·128×10. GFLOP/s = 2·M·N·K / median time;
+Shapes: squares 64..2048 (4096 with --big), the batch-128 MLP Linear products
+128×784·784×256, 128×256·256×128, 128×128·128×10, the transformer MLP product
+4096×512·512×2048, and a batch of 64 products 64×64·64×64 (3-D arrays).
+GFLOP/s = 2·M·N·K / median time;
 % of peak uses bench/peak.py's FMA peak for the same thread count. Also, at 512³ and 1
 thread, kiln._cpu.matmul_naive (triple loop) against the kernel: the foundation issue
 asks for a speedup >= 20×. Each result is checked against NumPy (max relative error).
+Also the AVX2 path against the AVX-512 path on the squares >= 512, kernel level
+(_cpu.set_isa; where the CPU has both).
 
     python bench/bench_matmul.py [--quick] [--big] [--threads 1,2]
 """
@@ -26,6 +30,8 @@ import peak as P
 
 SQUARES = [64, 128, 256, 512, 1024, 2048]
 MLP = [(128, 784, 256), (128, 256, 128), (128, 128, 10)]
+TRANSFORMER = [(4096, 512, 2048)]
+BATCHED = [(64, 64, 64, 64)]  # (batch, M, K, N)
 NAMES = ["kiln", "kiln kernel", "numpy", "torch"]
 
 
@@ -35,16 +41,17 @@ def _budget(flops: float, quick: bool) -> tuple[float, int]:
     return (6.0, 5) if flops > 5e9 else (4.0, 7) if flops > 1e9 else (2.0, 9)
 
 
-def _case(name, m, k, n, quick, rng):
+def _case(name, m, k, n, quick, rng, batch=None):
     import numpy as np
     import torch
 
     import kiln
     from kiln import _cpu
 
-    a = rng.standard_normal((m, k), dtype=np.float32)
-    b = rng.standard_normal((k, n), dtype=np.float32)
-    out = np.empty((m, n), np.float32)
+    bs = () if batch is None else (batch,)
+    a = rng.standard_normal((*bs, m, k), dtype=np.float32)
+    b = rng.standard_normal((*bs, k, n), dtype=np.float32)
+    out = np.empty((*bs, m, n), np.float32)
     ka, kb = kiln.from_numpy(a), kiln.from_numpy(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     fns = {
@@ -53,10 +60,10 @@ def _case(name, m, k, n, quick, rng):
         "numpy": lambda: np.matmul(a, b),
         "torch": lambda: torch.matmul(ta, tb),
     }
-    flops = 2.0 * m * n * k
+    flops = 2.0 * m * n * k * (batch or 1)
     budget, mins = _budget(flops, quick)
     res = H.measure(fns, budget_s=budget, min_samples=mins, max_samples=500)
-    ref = a.astype(np.float64) @ b.astype(np.float64)
+    ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
     err = None
     with contextlib.suppress(*H.KERNEL_ERRORS):
         got = kiln.matmul(ka, kb).numpy()
@@ -93,8 +100,47 @@ def child(n: int, quick: bool, big: bool) -> dict:
     for m, k, nn in MLP:
         H.log(f"  matmul {m}×{k}·{k}×{nn}, {n} thread(s)")
         cases.append(_case(f"MLP {m}×{k}·{k}×{nn}", m, k, nn, quick, rng))
+    for m, k, nn in TRANSFORMER:
+        H.log(f"  matmul {m}×{k}·{k}×{nn}, {n} thread(s)")
+        cases.append(_case(f"transformer MLP {m}×{k}·{k}×{nn}", m, k, nn, quick, rng))
+    for bt, m, k, nn in BATCHED:
+        H.log(f"  matmul {bt}×({m}×{k}·{k}×{nn}), {n} thread(s)")
+        cases.append(_case(f"batched {bt}×({m}×{k}·{k}×{nn})", m, k, nn, quick, rng, batch=bt))
     naive = _naive(quick, rng) if n == 1 else None
-    return {"threads": n, "meta": meta, "cases": cases, "naive": naive}
+    isa = _isa_cases([s for s in sizes if s >= 512][:1 if quick else None], quick, rng)
+    return {"threads": n, "meta": meta, "cases": cases, "naive": naive, "isa": isa}
+
+
+def _isa_cases(sizes, quick, rng) -> list[dict]:
+    """The AVX2 path vs the AVX-512 path, kernel level, alternating (each call sets its
+    ISA first; set_isa is a flag store). Empty where the CPU lacks AVX-512."""
+    import numpy as np
+
+    from kiln import _cpu
+
+    if _cpu.supported_isa() != "avx512":
+        return []
+    before = _cpu.get_isa()
+    out = []
+    try:
+        for s in sizes:
+            H.log(f"  matmul {s}³ avx2 vs avx512")
+            a = rng.standard_normal((s, s), dtype=np.float32)
+            b = rng.standard_normal((s, s), dtype=np.float32)
+            o = np.empty((s, s), np.float32)
+
+            def on(isa, a=a, b=b, o=o):
+                def fn():
+                    _cpu.set_isa(isa)
+                    _cpu.matmul(a, b, o, False, False, None, "none")
+                return fn
+            budget, mins = _budget(2.0 * s**3, quick)
+            res = H.measure({"avx512": on("avx512"), "avx2": on("avx2")}, budget_s=budget,
+                            min_samples=mins, max_samples=500)
+            out.append({"name": f"{s}³", "shape": [s, s, s], "flops": 2.0 * s**3, "res": res})
+    finally:
+        _cpu.set_isa(before)
+    return out
 
 
 def run(quick: bool = False, big: bool = False, threads=(1, 2)) -> dict:
@@ -149,6 +195,18 @@ def markdown(payload: dict) -> str:
                 f"({H.fmt(tn and nv['flops'] / tn * 1e-9, 2)} GFLOP/s) vs kiln's kernel "
                 f"{H.fmt(tk and tk * 1e3, 2)} ms: **{H.fmt(sp, 0)}× faster** "
                 f"(target ≥ 20×: {verdict}).")
+    isa_rows = []
+    for run in payload["runs"]:
+        for c in run.get("isa") or []:
+            g512, g2 = _gf(c, "avx512"), _gf(c, "avx2")
+            isa_rows.append([c["name"], str(run["threads"]), H.fmt(g512), H.fmt(g2),
+                             H.fmt(g2 / g512 * 100 if g2 and g512 else None, 0, "%"),
+                             H.fmt(c["res"].get("_other"), 2)])
+    if isa_rows:
+        out += ["", "AVX2 path vs AVX-512 path, kernel GFLOP/s from medians (AVX2's FMA "
+                "peak is half of AVX-512's at equal clocks):", "",
+                H.md_table(["shape", "thr", "AVX-512", "AVX2", "AVX2 / AVX-512", "other"],
+                           isa_rows)]
     out.append(H.missing_note(payload["runs"]))
     return "\n".join(out)
 

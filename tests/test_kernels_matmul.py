@@ -142,6 +142,58 @@ def test_bias_and_activation(isa, dtype, act):
         assert_close(out, a, b, False, trans_b, None, act)
 
 
+# Narrow outputs (N <= one vector: 16 fp32 / 8 fp64 lanes on AVX-512, 8 / 4
+# on AVX2) run a one-vector-wide tile with A read in place; N = 1..17 crosses
+# both the narrow/wide switch and the masked edge of each. K = 700 spans
+# several kc blocks (accumulate, then the epilogue on the last one only); M =
+# 35 leaves ragged row panels of every narrow MR.
+NARROW_N = list(range(1, 18))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", NARROW_N)
+def test_narrow_outputs_every_edge(isa, dtype, n):
+    rng = np.random.default_rng(n)
+    for m, k in [(35, 128), (128, 700), (1, 33)]:
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                a = randn(rng, (k, m) if trans_a else (m, k), dtype)
+                b = randn(rng, (n, k) if trans_b else (k, n), dtype)
+                bias = randn(rng, (n,), dtype)
+                act = ["relu", "gelu", "gelu_tanh", "none"][(m + n) % 4]
+                out = run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b, bias=bias,
+                          activation=act)
+                assert_close(out, a, b, trans_a, trans_b, bias, act)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+def test_linear_head_128x128_to_10(isa, dtype, act, threads):
+    """The Linear-layer form x @ W.T + bias with 10 outputs, 1 and 2 threads."""
+    rng = np.random.default_rng(10)
+    a, w, bias = randn(rng, (128, 128), dtype), randn(rng, (10, 128), dtype), randn(rng, (10,), dtype)
+    for nt in (1, 2):
+        _cpu.set_num_threads(nt)
+        out = run(a, w, (128, 10), dtype, trans_b=True, bias=bias, activation=act)
+        assert_close(out, a, w, False, True, bias, act)
+        out = run(a, w.T.copy(), (128, 10), dtype, bias=bias, activation=act)
+        assert_close(out, a, w.T.copy(), False, False, bias, act)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 5, 8, 14, 16, 17])
+def test_small_m_reads_b_in_place(isa, dtype, m):
+    """Few rows (<= one row panel) against a B too large to have been read in
+    place before: B is now streamed unpacked, with ragged last column panels."""
+    rng = np.random.default_rng(m)
+    n, k = 333, 700
+    a, b, bias = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype), randn(rng, (n,), dtype)
+    out = run(a, b, (m, n), dtype, bias=bias, activation="relu")
+    assert_close(out, a, b, False, False, bias, "relu")
+    out = run(a, b, (m, n), dtype)
+    assert_close(out, a, b)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_changes_values(dtype):
     # Guards the oracle itself: each activation must differ from "none" here.

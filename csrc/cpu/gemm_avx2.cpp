@@ -96,10 +96,21 @@ struct F64x4 {
 
 using KernelF32 = MicroKernel<F32x8, 6, 2>;
 using KernelF64 = MicroKernel<F64x4, 6, 2>;
+// Narrow outputs (N <= one vector): one vector per row, 12 rows (12
+// accumulators + B + broadcast fit the 16 ymm registers), instead of a
+// 16-wide tile that is mostly zero padding.
+using KernelF32N = MicroKernel<F32x8, 12, 1>;
+using KernelF64N = MicroKernel<F64x4, 12, 1>;
 
 }  // namespace
 
-void run_avx2(const Problem<float>& p) { run_problem<KernelF32>(p); }
-void run_avx2(const Problem<double>& p) { run_problem<KernelF64>(p); }
+void run_avx2(const Problem<float>& p) {
+  if (p.N <= KernelF32N::NR) return run_problem<KernelF32N>(p);
+  run_problem<KernelF32>(p);
+}
+void run_avx2(const Problem<double>& p) {
+  if (p.N <= KernelF64N::NR) return run_problem<KernelF64N>(p);
+  run_problem<KernelF64>(p);
+}
 
 }  // namespace kiln::cpu::gemm

@@ -241,7 +241,7 @@ void pack_b_panel(const T* src, int64_t rs, int64_t cs, int cols, int64_t kc, T*
       for (int j = 0; j < NR; j += S::L) S::store(dst + k * NR + j, S::load(src + k * rs + j));
   } else if (rs == 1 && cols == NR) {  // trans_b: column j of op(B) is row j of b
     if constexpr (S::kTransposePack) {  // in-register transposes where the ISA has them
-      S::pack_bt(src, cs, kc, dst);
+      S::template pack_bt<NR>(src, cs, kc, dst, NR);
       return;
     }
     // Blocks of 8 k keep the 8 x NR destination lines hot while each source
@@ -253,6 +253,13 @@ void pack_b_panel(const T* src, int64_t rs, int64_t cs, int cols, int64_t kc, T*
         for (int k = 0; k < 8; ++k) dst[(k0 + k) * NR + j] = src[j * cs + k0 + k];
     for (; k0 < kc; ++k0)
       for (int j = 0; j < NR; ++j) dst[k0 * NR + j] = src[j * cs + k0];
+  } else if (rs == 1 && S::kTransposePack) {  // ragged trans_b panel: rows >= cols read as 0
+    if constexpr (S::kTransposePack) S::template pack_bt<NR>(src, cs, kc, dst, cols);
+  } else if (cs == 1) {  // ragged row-major panel (the only panel when N < NR): masked rows
+    for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; j += S::L)
+        S::store(dst + k * NR + j, S::maskz_load(S::mask(cols - j), src + k * rs + j));
   } else {  // edge panel
     for (int64_t k = 0; k < kc; ++k)
       for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < cols ? src[k * rs + j * cs] : T(0);
@@ -282,12 +289,17 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // A small, non-transposed B is read in place: its rows are then short and
   // few enough to stay in L1/L2 unpacked, and packing would cost about as
   // much as the product itself. Only a ragged last column panel is packed.
-  const bool b_in_place = !p.trans_b && K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024;
+  // So is any row-major B when this tile has a single row panel (small M):
+  // then every B element is used once and packing it would only add a copy.
+  const bool b_in_place =
+      !p.trans_b && (K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024 || m1 - m0 <= MR);
   // Likewise short rows of a row-major A are read in place: packing costs
   // about 32/N of the product, which matters for small N; rows of at most
   // 1 KiB also keep the MR row streams off the same L1 sets. A ragged last
   // row panel is still packed, so no row past M is ever read.
-  const bool a_in_place = !p.trans_a && K * int64_t(sizeof(T)) <= 1024;
+  // With a single column panel (narrow N) each A element is used once per
+  // panel, so packing A never pays off, whatever K.
+  const bool a_in_place = !p.trans_a && (K * int64_t(sizeof(T)) <= 1024 || n1 - n0 <= NR);
 
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
