@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
@@ -33,7 +34,7 @@ class Size(tuple):
         return f"kiln.Size({list(self)})"
 
     def numel(self) -> int:
-        return int(np.prod(self)) if self else 1
+        return math.prod(self)
 
 
 class Tensor:

@@ -8,6 +8,8 @@ They are themselves matmuls of transposed *views*, which the kernel reads in pla
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kiln import _cpu
@@ -32,7 +34,7 @@ def _batched(x: np.ndarray, batch: tuple, nb: int):
     """Reshape ``x`` (..., r, c) to (Bx, r, c) with Bx in {1, nb}; copies only for partial
     broadcasts such as (2, 1) against (1, 3)."""
     xb = x.shape[:-2]
-    if int(np.prod(xb)) == 1:
+    if math.prod(xb) == 1:
         arr, tr = _operand(x.reshape(x.shape[-2:]))
         return arr.reshape((1,) + arr.shape), tr
     if xb != batch:
@@ -90,7 +92,7 @@ def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") ->
         # (..., M, K) @ (K, N): one GEMM over all rows
         bb, tb = _operand(b)
         out = np.empty(a.shape[:-1] + (N,), dtype=a.dtype)
-        rows = out.size // N if N else int(np.prod(a.shape[:-1]))
+        rows = out.size // N if N else math.prod(a.shape[:-1])
         K.matmul(a.reshape(rows, a.shape[-1]), bb, out.reshape(rows, N), False, tb, bias,
                  activation)
     elif a.ndim == 2 and b.ndim == 2:
@@ -106,7 +108,7 @@ def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") ->
                 f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} cannot be "
                 "broadcast together"
             ) from None
-        nb = int(np.prod(batch))
+        nb = math.prod(batch)
         aa, ta = _batched(a, batch, nb) if a.ndim > 2 else (*_operand(a),)
         bb, tb = _batched(b, batch, nb) if b.ndim > 2 else (*_operand(b),)
         out = np.empty(batch + (M, N), dtype=a.dtype)

@@ -9,6 +9,8 @@ inverse permutation, sum over expanded dims, scatter-add for indexing).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from kiln import _dtype
@@ -75,7 +77,7 @@ def flatten(x, start_dim=0, end_dim=-1):
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} cannot come after end_dim {end_dim}")
     shp = x.data.shape
-    return reshape(x, shp[:s] + (int(np.prod(shp[s:e + 1])),) + shp[e + 1:])
+    return reshape(x, shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
 
 
 def unflatten(x, dim, sizes):
