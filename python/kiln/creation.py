@@ -38,6 +38,17 @@ def default_generator() -> np.random.Generator:
     return _Rng.gen
 
 
+def philox_seed(generator: np.random.Generator | None = None) -> int:
+    """A fresh 64-bit seed for a counter-based (Philox) kernel such as dropout.
+
+    One draw from kiln's global generator per call, so ``kiln.manual_seed`` makes
+    every mask reproducible; the kernel derives each element's bits from (seed,
+    index) — see csrc/common/philox.h — so the mask does not depend on threads.
+    """
+    gen = generator if generator is not None else _Rng.gen
+    return int(gen.integers(0, 2**63 - 1, dtype=np.int64))
+
+
 def _shape(size, op: str) -> tuple:
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])

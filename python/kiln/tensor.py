@@ -38,7 +38,9 @@ class Size(tuple):
 
 
 class Tensor:
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_hooks", "_version", "__weakref__")
+    # _param: set (True) only on tensors made by kiln.nn.Parameter; unset costs nothing
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_hooks", "_version", "_param",
+                 "__weakref__")
     # NumPy defers binary operators to Tensor (ndarray + Tensor -> Tensor.__radd__)
     __array_priority__ = 1000.0
 
