@@ -63,4 +63,13 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy_backward", &k::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "target"_a, "weight"_a, "lse"_a, "grad_logits"_a, "ignore_index"_a, "label_smoothing"_a,
         "reduction"_a);
+
+  // ---- norm / dropout / pool
+  m.def("layer_norm", &k::layer_norm, "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a,
+        "eps"_a);
+  m.def("layer_norm_backward", &k::layer_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
+        "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a);
+  m.def("dropout", &k::dropout, "x"_a, "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("dropout_backward", &k::dropout_backward, "grad"_a, "grad_input"_a, "seed"_a, "p"_a,
+        "inner"_a = 1);
 }

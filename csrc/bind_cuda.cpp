@@ -77,4 +77,17 @@ PYBIND11_MODULE(_cuda, m) {
             "cross_entropy_backward"),
         "grad_loss"_a, "logits"_a, "target"_a, "weight"_a, "lse"_a, "grad_logits"_a,
         "ignore_index"_a, "label_smoothing"_a, "reduction"_a);
+
+  // ---- norm / dropout / pool
+  m.def("layer_norm", k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, double>("layer_norm"),
+        "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a, "eps"_a);
+  m.def("layer_norm_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj>("layer_norm_backward"),
+        "grad"_a, "x"_a, "mean"_a, "rstd"_a, "weight"_a, "grad_input"_a, "grad_weight"_a,
+        "grad_bias"_a);
+  m.def("dropout", k::not_implemented<Obj, Obj, uint64_t, double, int64_t>("dropout"), "x"_a,
+        "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("dropout_backward",
+        k::not_implemented<Obj, Obj, uint64_t, double, int64_t>("dropout_backward"), "grad"_a,
+        "grad_input"_a, "seed"_a, "p"_a, "inner"_a = 1);
 }

@@ -68,4 +68,17 @@ void cross_entropy_backward(const Arr& grad_loss, const Arr& logits, const Arr& 
                             const OptArr& weight, const Arr& lse, Arr grad_logits,
                             int64_t ignore_index, double label_smoothing,
                             const std::string& reduction);
+// ---- norm / dropout / pool (norm*.cpp, dropout.cpp, pool*.cpp) ------------
+// layer_norm: x viewed as (R, D), R = mean.size; each row normalized over its D elements;
+// weight / bias (D,) or None; mean / rstd (R,) receive the row statistics for the backward.
+void layer_norm(const Arr& x, const OptArr& weight, const OptArr& bias, Arr out, Arr mean,
+                Arr rstd, double eps);
+// Each of grad_input / grad_weight / grad_bias may be None (not computed).
+void layer_norm_backward(const Arr& grad, const Arr& x, const Arr& mean, const Arr& rstd,
+                         const OptArr& weight, const OptArr& grad_input,
+                         const OptArr& grad_weight, const OptArr& grad_bias);
+// out = x * keep / (1 - p), keep from Philox(seed, i / inner) (common/philox.h); inner > 1 is
+// feature dropout (one draw per run of inner elements). dropout_backward applies the same mask.
+void dropout(const Arr& x, Arr out, uint64_t seed, double p, int64_t inner);
+void dropout_backward(const Arr& grad, Arr grad_input, uint64_t seed, double p, int64_t inner);
 }  // namespace kiln::cpu
