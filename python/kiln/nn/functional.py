@@ -19,9 +19,6 @@ from kiln.ops.activation import (  # noqa: F401
     softplus,
     tanh,
 )
-
-# norm / dropout / pool
-from kiln.ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: E402, F401
 from kiln.ops.loss import (  # noqa: F401
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -31,4 +28,8 @@ from kiln.ops.loss import (  # noqa: F401
 )
 from kiln.ops.matmul import linear  # noqa: F401
 from kiln.ops.movement import pad  # noqa: F401
-from kiln.ops.norm import layer_norm  # noqa: E402, F401
+
+# isort: split
+# norm / dropout / pool
+from kiln.ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
+from kiln.ops.norm import layer_norm  # noqa: F401
