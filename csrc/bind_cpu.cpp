@@ -69,6 +69,16 @@ PYBIND11_MODULE(_cpu, m) {
         "eps"_a);
   m.def("layer_norm_backward", &k::layer_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
         "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a);
+  m.def("batch_norm", &k::batch_norm, "x"_a, "weight"_a, "bias"_a, "running_mean"_a,
+        "running_var"_a, "out"_a, "save_mean"_a, "save_invstd"_a, "training"_a, "momentum"_a,
+        "eps"_a);
+  m.def("batch_norm_backward", &k::batch_norm_backward, "grad"_a, "x"_a, "weight"_a,
+        "save_mean"_a, "save_invstd"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a,
+        "training"_a);
+  m.def("group_norm", &k::group_norm, "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a,
+        "num_groups"_a, "eps"_a);
+  m.def("group_norm_backward", &k::group_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
+        "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a, "num_groups"_a);
   m.def("dropout", &k::dropout, "x"_a, "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
   m.def("dropout_backward", &k::dropout_backward, "grad"_a, "grad_input"_a, "seed"_a, "p"_a,
         "inner"_a = 1);

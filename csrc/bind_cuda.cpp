@@ -85,6 +85,23 @@ PYBIND11_MODULE(_cuda, m) {
         k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj>("layer_norm_backward"),
         "grad"_a, "x"_a, "mean"_a, "rstd"_a, "weight"_a, "grad_input"_a, "grad_weight"_a,
         "grad_bias"_a);
+  m.def("batch_norm",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, bool, double, double>(
+            "batch_norm"),
+        "x"_a, "weight"_a, "bias"_a, "running_mean"_a, "running_var"_a, "out"_a, "save_mean"_a,
+        "save_invstd"_a, "training"_a, "momentum"_a, "eps"_a);
+  m.def("batch_norm_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, bool>("batch_norm_backward"),
+        "grad"_a, "x"_a, "weight"_a, "save_mean"_a, "save_invstd"_a, "grad_input"_a,
+        "grad_weight"_a, "grad_bias"_a, "training"_a);
+  m.def("group_norm",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, int64_t, double>("group_norm"), "x"_a,
+        "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a, "num_groups"_a, "eps"_a);
+  m.def("group_norm_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, int64_t>(
+            "group_norm_backward"),
+        "grad"_a, "x"_a, "mean"_a, "rstd"_a, "weight"_a, "grad_input"_a, "grad_weight"_a,
+        "grad_bias"_a, "num_groups"_a);
   m.def("dropout", k::not_implemented<Obj, Obj, uint64_t, double, int64_t>("dropout"), "x"_a,
         "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
   m.def("dropout_backward",

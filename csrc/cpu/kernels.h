@@ -77,6 +77,23 @@ void layer_norm(const Arr& x, const OptArr& weight, const OptArr& bias, Arr out,
 void layer_norm_backward(const Arr& grad, const Arr& x, const Arr& mean, const Arr& rstd,
                          const OptArr& weight, const OptArr& grad_input,
                          const OptArr& grad_weight, const OptArr& grad_bias);
+// batch_norm: x (N, C, *); weight / bias / running_mean / running_var (C,) or None (running
+// stats required when not training, updated in place when training with `momentum` and the
+// unbiased variance); save_mean / save_invstd (C,) receive the statistics used (batch or
+// running) for the backward, which uses the training formula or gx = g * w * invstd.
+void batch_norm(const Arr& x, const OptArr& weight, const OptArr& bias,
+                const OptArr& running_mean, const OptArr& running_var, Arr out, Arr save_mean,
+                Arr save_invstd, bool training, double momentum, double eps);
+void batch_norm_backward(const Arr& grad, const Arr& x, const OptArr& weight,
+                         const Arr& save_mean, const Arr& save_invstd, const OptArr& grad_input,
+                         const OptArr& grad_weight, const OptArr& grad_bias, bool training);
+// group_norm: x (N, C, *), C divisible by num_groups; weight / bias (C,) or None; mean / rstd
+// (N, num_groups).
+void group_norm(const Arr& x, const OptArr& weight, const OptArr& bias, Arr out, Arr mean,
+                Arr rstd, int64_t num_groups, double eps);
+void group_norm_backward(const Arr& grad, const Arr& x, const Arr& mean, const Arr& rstd,
+                         const OptArr& weight, const OptArr& grad_input,
+                         const OptArr& grad_weight, const OptArr& grad_bias, int64_t num_groups);
 // out = x * keep / (1 - p), keep from Philox(seed, i / inner) (common/philox.h); inner > 1 is
 // feature dropout (one draw per run of inner elements). dropout_backward applies the same mask.
 void dropout(const Arr& x, Arr out, uint64_t seed, double p, int64_t inner);

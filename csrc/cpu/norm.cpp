@@ -8,7 +8,7 @@
 
 #include "cpu/isa.h"
 #include "cpu/kernels.h"
-#include "cpu/norm_impl.h"
+#include "cpu/norm_chan_impl.h"
 
 namespace kiln::cpu {
 NormTable<float> norm_table_base(float) { return make_norm_table<float>(); }

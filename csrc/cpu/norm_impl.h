@@ -265,14 +265,5 @@ void dropout_all(const DropoutArgs<T>& a) {
   });
 }
 
-template <class T>
-NormTable<T> make_norm_table() {
-  NormTable<T> t;
-  t.layer_norm = &layer_norm_rows<T>;
-  t.layer_norm_backward = &layer_norm_backward_rows<T>;
-  t.dropout = &dropout_all<T>;
-  return t;
-}
-
 }  // namespace
 }  // namespace kiln::cpu

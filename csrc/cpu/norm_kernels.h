@@ -53,10 +53,46 @@ struct DropoutArgs {
   double p = 0;  // 0 < p < 1 (the driver handles 0 and 1)
 };
 
+// batch_norm / group_norm: x viewed as (N, C, S). batch_norm: mean / rstd are (C,) (the
+// batch statistics in training, the running ones in eval); group_norm: (N, G).
+template <class T>
+struct ChanArgs {
+  const T* x = nullptr;
+  const T* w = nullptr;  // (C,) or null
+  const T* b = nullptr;
+  T* y = nullptr;
+  T* mean = nullptr;
+  T* rstd = nullptr;
+  T* running_mean = nullptr;  // batch_norm, (C,) or null
+  T* running_var = nullptr;
+  int64_t N = 0, C = 0, S = 0, G = 1;
+  double eps = 0, momentum = 0;
+  bool training = true;
+};
+
+template <class T>
+struct ChanBwdArgs {
+  const T* g = nullptr;
+  const T* x = nullptr;
+  const T* mean = nullptr;
+  const T* rstd = nullptr;
+  const T* w = nullptr;
+  T* gx = nullptr;  // each may be null
+  T* gw = nullptr;
+  T* gb = nullptr;
+  double* work = nullptr;  // batch_norm: 2 C doubles; group_norm: 2 N C doubles
+  int64_t N = 0, C = 0, S = 0, G = 1;
+  bool training = true;
+};
+
 template <class T>
 struct NormTable {
   void (*layer_norm)(const NormArgs<T>&) = nullptr;
   void (*layer_norm_backward)(const NormBwdArgs<T>&) = nullptr;
+  void (*batch_norm)(const ChanArgs<T>&) = nullptr;
+  void (*batch_norm_backward)(const ChanBwdArgs<T>&) = nullptr;
+  void (*group_norm)(const ChanArgs<T>&) = nullptr;
+  void (*group_norm_backward)(const ChanBwdArgs<T>&) = nullptr;
   void (*dropout)(const DropoutArgs<T>&) = nullptr;
 };
 
@@ -69,5 +105,7 @@ NormTable<float> norm_table_avx512(float);
 NormTable<double> norm_table_avx512(double);
 template <class T>
 NormTable<T> norm_table();  // by kiln::cpu::isa()
+// A grow-only per-thread buffer of at least n doubles (norm.cpp), reused across calls.
+double* norm_workspace(int64_t n);
 
 }  // namespace kiln::cpu

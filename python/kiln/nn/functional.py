@@ -32,4 +32,4 @@ from kiln.ops.movement import pad  # noqa: F401
 # isort: split
 # norm / dropout / pool
 from kiln.ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
-from kiln.ops.norm import layer_norm  # noqa: F401
+from kiln.ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401

@@ -105,3 +105,147 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  #
         out = ew.mul(input, 0.0)  # empty: an empty result that still joins the graph
         return out
     return LayerNorm.apply(input, weight, bias, rows, float(eps))
+
+
+class BatchNorm(Function):
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, x, w, b, rm, rv, training, momentum, eps):
+        x = contig(x)
+        out = np.empty_like(x)
+        c = x.shape[1]
+        ctx.mean = np.empty((c,), x.dtype)
+        ctx.invstd = np.empty((c,), x.dtype)
+        kernels(x).batch_norm(x, w, b, rm, rv, out, ctx.mean, ctx.invstd, training, momentum, eps)
+        ctx.x = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xt, w, b = ctx.inputs[:3]
+        training = ctx.inputs[5]
+        gd = contig(g.data)
+        gx = np.empty_like(gd) if _needs(xt) else None
+        gw = np.empty_like(w.data) if _needs(w) else None
+        gb = np.empty_like(b.data) if _needs(b) else None
+        kernels(gd).batch_norm_backward(gd, ctx.x, None if w is None else w.data, ctx.mean,
+                                        ctx.invstd, gx, gw, gb, training)
+        return gx, gw, gb, None, None, None, None, None
+
+
+def _stat_arg(t, c, x, name, op):
+    """A running statistic must be a contiguous (C,) tensor of x's dtype: it is updated in place."""
+    _check_affine(t, (c,), name, x, op)
+    if t is not None and not t.data.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be contiguous (it is updated in place)")
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel of (N, C, *) input by batch statistics (``training``) or by
+    the running ones; in training the running statistics are updated in place.
+
+    >>> import kiln
+    >>> x = kiln.tensor([[1.0, 10.0], [3.0, 30.0]])
+    >>> rm, rv = kiln.zeros(2), kiln.ones(2)
+    >>> batch_norm(x, rm, rv, training=True)
+    tensor([[-1.0000, -1.0000],
+            [ 1.0000,  1.0000]])
+    >>> rm, rv
+    (tensor([0.2000, 2.0000]), tensor([ 1.1000, 20.9000]))
+    """
+    op = "batch_norm"
+    if type(input) is not Tensor:
+        raise TypeError(f"{op}: expected a Tensor, got {type(input).__name__}")
+    check_float(input, op)
+    shape = tuple(input.data.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C) or (N, C, *), got {shape}")
+    c = shape[1]
+    _check_affine(weight, (c,), "weight", input, op)
+    _check_affine(bias, (c,), "bias", input, op)
+    _stat_arg(running_mean, c, input, "running_mean", op)
+    _stat_arg(running_var, c, input, "running_var", op)
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var must be given when training=False")
+    if training and math.prod(shape) // max(c, 1) <= 1:
+        raise ValueError(
+            f"{op}: expected more than 1 value per channel when training, got input of size "
+            f"{list(shape)}"
+        )
+    if 0 in shape:
+        from kiln.ops import elementwise as ew
+
+        return ew.mul(input, 0.0)
+    rm = None if running_mean is None else running_mean.data
+    rv = None if running_var is None else running_var.data
+    out = BatchNorm.apply(input, weight, bias, rm, rv, bool(training), float(momentum),
+                          float(eps))
+    if training:  # the kernel updated the statistics in place
+        for t in (running_mean, running_var):
+            if t is not None:
+                t._version += 1
+    return out
+
+
+class GroupNorm(Function):
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, x, w, b, groups, eps):
+        x = contig(x)
+        out = np.empty_like(x)
+        ctx.mean = np.empty((x.shape[0], groups), x.dtype)
+        ctx.rstd = np.empty((x.shape[0], groups), x.dtype)
+        kernels(x).group_norm(x, w, b, out, ctx.mean, ctx.rstd, groups, eps)
+        ctx.x = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        xt, w, b, groups = ctx.inputs[:4]
+        gd = contig(g.data)
+        gx = np.empty_like(gd) if _needs(xt) else None
+        gw = np.empty_like(w.data) if _needs(w) else None
+        gb = np.empty_like(b.data) if _needs(b) else None
+        kernels(gd).group_norm_backward(gd, ctx.x, ctx.mean, ctx.rstd,
+                                        None if w is None else w.data, gx, gw, gb, groups)
+        return gx, gw, gb, None, None
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # noqa: A002
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize (N, C, *) input over groups of ``C // num_groups`` channels per sample.
+
+    >>> import kiln
+    >>> x = kiln.tensor([[[1.0], [3.0], [5.0], [5.0]]])
+    >>> group_norm(x, 2).reshape(4)
+    tensor([-1.0000,  1.0000,  0.0000,  0.0000])
+    """
+    op = "group_norm"
+    if type(input) is not Tensor:
+        raise TypeError(f"{op}: expected a Tensor, got {type(input).__name__}")
+    check_float(input, op)
+    shape = tuple(input.data.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *), got {shape}")
+    c = shape[1]
+    if int(num_groups) < 1 or c % int(num_groups):
+        raise ValueError(
+            f"{op}: expected the number of channels {c} of input of shape {shape} to be "
+            f"divisible by num_groups={num_groups}"
+        )
+    _check_affine(weight, (c,), "weight", input, op)
+    _check_affine(bias, (c,), "bias", input, op)
+    if shape[0] * (c // int(num_groups)) * math.prod(shape[2:]) == 1:  # PyTorch refuses too
+        raise ValueError(
+            f"{op}: expected more than 1 value per group, got input of size {list(shape)} "
+            f"with num_groups={num_groups}"
+        )
+    if 0 in shape:
+        from kiln.ops import elementwise as ew
+
+        return ew.mul(input, 0.0)
+    return GroupNorm.apply(input, weight, bias, int(num_groups), float(eps))
