@@ -82,4 +82,14 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("dropout", &k::dropout, "x"_a, "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
   m.def("dropout_backward", &k::dropout_backward, "grad"_a, "grad_input"_a, "seed"_a, "p"_a,
         "inner"_a = 1);
+  m.def("max_pool2d", &k::max_pool2d, "x"_a, "out"_a, "indices"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "dilation_h"_a, "dilation_w"_a);
+  m.def("max_pool2d_backward", &k::max_pool2d_backward, "grad"_a, "indices"_a, "grad_input"_a);
+  m.def("avg_pool2d", &k::avg_pool2d, "x"_a, "out"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "count_include_pad"_a, "divisor_override"_a);
+  m.def("avg_pool2d_backward", &k::avg_pool2d_backward, "grad"_a, "grad_input"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "count_include_pad"_a, "divisor_override"_a);
+  m.def("adaptive_avg_pool2d", &k::adaptive_avg_pool2d, "x"_a, "out"_a);
+  m.def("adaptive_avg_pool2d_backward", &k::adaptive_avg_pool2d_backward, "grad"_a,
+        "grad_input"_a);
 }

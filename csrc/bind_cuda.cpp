@@ -107,4 +107,24 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("dropout_backward",
         k::not_implemented<Obj, Obj, uint64_t, double, int64_t>("dropout_backward"), "grad"_a,
         "grad_input"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("max_pool2d",
+        k::not_implemented<Obj, Obj, Obj, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>(
+            "max_pool2d"),
+        "x"_a, "out"_a, "indices"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a, "dilation_h"_a,
+        "dilation_w"_a);
+  m.def("max_pool2d_backward", k::not_implemented<Obj, Obj, Obj>("max_pool2d_backward"),
+        "grad"_a, "indices"_a, "grad_input"_a);
+  m.def("avg_pool2d",
+        k::not_implemented<Obj, Obj, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t>("avg_pool2d"),
+        "x"_a, "out"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a, "count_include_pad"_a,
+        "divisor_override"_a);
+  m.def("avg_pool2d_backward",
+        k::not_implemented<Obj, Obj, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t>(
+            "avg_pool2d_backward"),
+        "grad"_a, "grad_input"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a, "count_include_pad"_a,
+        "divisor_override"_a);
+  m.def("adaptive_avg_pool2d", k::not_implemented<Obj, Obj>("adaptive_avg_pool2d"), "x"_a,
+        "out"_a);
+  m.def("adaptive_avg_pool2d_backward",
+        k::not_implemented<Obj, Obj>("adaptive_avg_pool2d_backward"), "grad"_a, "grad_input"_a);
 }

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["kiln.ops.norm", "kiln.ops.dropout"]
+MODULES = ["kiln.ops.norm", "kiln.ops.dropout", "kiln.ops.pool"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -98,4 +98,19 @@ void group_norm_backward(const Arr& grad, const Arr& x, const Arr& mean, const A
 // feature dropout (one draw per run of inner elements). dropout_backward applies the same mask.
 void dropout(const Arr& x, Arr out, uint64_t seed, double p, int64_t inner);
 void dropout_backward(const Arr& grad, Arr grad_input, uint64_t seed, double p, int64_t inner);
+// Pooling over the last two dims of (..., H, W) into (..., OH, OW) (PyTorch's windows; the
+// output size carries ceil_mode). max_pool2d's indices (int64, out's shape, or None) are flat
+// h * W + w per plane; the backward scatters grad through them. divisor_override 0 = none.
+void max_pool2d(const Arr& x, Arr out, const OptArr& indices, int64_t kernel_h, int64_t kernel_w,
+                int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                int64_t dilation_h, int64_t dilation_w);
+void max_pool2d_backward(const Arr& grad, const Arr& indices, Arr grad_input);
+void avg_pool2d(const Arr& x, Arr out, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                int64_t stride_w, int64_t pad_h, int64_t pad_w, bool count_include_pad,
+                int64_t divisor_override);
+void avg_pool2d_backward(const Arr& grad, Arr grad_input, int64_t kernel_h, int64_t kernel_w,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                         bool count_include_pad, int64_t divisor_override);
+void adaptive_avg_pool2d(const Arr& x, Arr out);
+void adaptive_avg_pool2d_backward(const Arr& grad, Arr grad_input);
 }  // namespace kiln::cpu

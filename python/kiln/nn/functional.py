@@ -33,3 +33,11 @@ from kiln.ops.movement import pad  # noqa: F401
 # norm / dropout / pool
 from kiln.ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
 from kiln.ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401
+from kiln.ops.pool import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
