@@ -26,5 +26,10 @@ from kiln.ops.loss import (  # noqa: F401
     mse_loss,
     nll_loss,
 )
+
+# losses (regression, binary, divergence)
+from kiln.ops.loss_binary import binary_cross_entropy  # noqa: F401, E402
+from kiln.ops.loss_divergence import cosine_embedding_loss, kl_div  # noqa: F401, E402
+from kiln.ops.loss_regression import huber_loss, smooth_l1_loss  # noqa: F401, E402
 from kiln.ops.matmul import linear  # noqa: F401
 from kiln.ops.movement import pad  # noqa: F401
