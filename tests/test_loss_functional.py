@@ -356,12 +356,3 @@ def test_second_derivative_through_losses():
         (tg * tg).sum().backward()
         assert_close(ka.grad, ta.grad, rtol=1e-6)
 
-
-@pytest.mark.parametrize("name", ["kiln.ops.loss_regression", "kiln.ops.loss_binary",
-                                  "kiln.ops.loss_divergence", "kiln.ops.loss"])
-def test_docstring_examples(name):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0

@@ -13,6 +13,36 @@ Example:
 """
 
 from kiln.nn import functional, init
+
+# layers: linear, activations, losses
+from kiln.nn.activation import (  # noqa: E402
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softmin,
+    Softplus,
+    Tanh,
+)
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.linear import Bilinear, Linear  # noqa: E402
+from kiln.nn.loss import (  # noqa: E402
+    BCELoss,
+    BCEWithLogitsLoss,
+    CosineEmbeddingLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
