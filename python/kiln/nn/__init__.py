@@ -13,9 +13,13 @@ Example:
 """
 
 from kiln.nn import functional, init
+from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.module import Module
+from kiln.nn.parameter import Parameter
 
+# isort: split
 # layers: linear, activations, losses
-from kiln.nn.activation import (  # noqa: E402
+from kiln.nn.activation import (
     ELU,
     GELU,
     Hardtanh,
@@ -30,9 +34,8 @@ from kiln.nn.activation import (  # noqa: E402
     Softplus,
     Tanh,
 )
-from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
-from kiln.nn.linear import Bilinear, Linear  # noqa: E402
-from kiln.nn.loss import (  # noqa: E402
+from kiln.nn.linear import Bilinear, Linear
+from kiln.nn.loss import (
     BCELoss,
     BCEWithLogitsLoss,
     CosineEmbeddingLoss,
@@ -44,5 +47,3 @@ from kiln.nn.loss import (  # noqa: E402
     NLLLoss,
     SmoothL1Loss,
 )
-from kiln.nn.module import Module
-from kiln.nn.parameter import Parameter
