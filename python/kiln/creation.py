@@ -47,7 +47,7 @@ def get_rng_state() -> dict:
     >>> state = kiln.get_rng_state()
     >>> a = kiln.rand(3)
     >>> kiln.set_rng_state(state)
-    >>> bool((kiln.rand(3) == a).all())
+    >>> kiln.equal(kiln.rand(3), a)
     True
     """
     import copy

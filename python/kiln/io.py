@@ -33,7 +33,7 @@ Example:
     >>> ckpt["step"], sorted(ckpt["model"])
     (10, ['bias', 'weight'])
     >>> model.load_state_dict(ckpt["model"])
-    <All keys matched successfully>
+    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
 """
 
 from __future__ import annotations
