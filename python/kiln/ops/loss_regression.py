@@ -21,7 +21,7 @@ import numpy as np
 
 from kiln.autograd import Function
 from kiln.ops import elementwise as ew
-from kiln.ops._util import raw, sum_to, wrap
+from kiln.ops._util import raw, sum_to, sum_to_array, wrap
 from kiln.ops.loss_common import (
     check_pair,
     check_reduction,
@@ -49,7 +49,8 @@ def scale_grad(g: Tensor, reduction: str, n: int) -> Tensor:
 
 class _DiffLoss(Function):
     """loss(input - target) then the reduction, in one node. Subclasses give ``value``
-    (NumPy) and ``slope`` (kiln ops on d, differentiable)."""
+    (NumPy), ``slope`` (dl/dd in kiln ops, differentiable: create_graph) and
+    ``slope_np`` (the same on arrays: the plain backward's single pass)."""
 
     @classmethod
     def forward(cls, ctx, x, t, reduction, param):
@@ -63,11 +64,18 @@ class _DiffLoss(Function):
     @classmethod
     def backward(cls, ctx, g):
         x, t, reduction, param = ctx.inputs
-        d = wrap(ctx.d) if raw() else ew.sub(x, t)
+        t_grad = isinstance(t, Tensor) and t.requires_grad
+        if raw():  # plain backward: one NumPy pass, no graph
+            gd = cls.slope_np(ctx.d, param)
+            n = ctx.d.size
+            gd *= g.data * gd.dtype.type(1.0 / n) if reduction == "mean" and n else g.data
+            gx = sum_to_array(gd, x.data.shape) if x.requires_grad else None
+            gt = sum_to_array(-gd, t.data.shape) if t_grad else None
+            return gx, gt, None, None
+        d = ew.sub(x, t)
         gd = ew.mul(cls.slope(d, param), scale_grad(g, reduction, ctx.d.size))
         gx = sum_to(gd, x.data.shape) if x.requires_grad else None
-        gt = sum_to(ew.neg(gd), t.data.shape) if isinstance(t, Tensor) and t.requires_grad \
-            else None
+        gt = sum_to(ew.neg(gd), t.data.shape) if t_grad else None
         return gx, gt, None, None
 
 
@@ -79,36 +87,49 @@ class MseLoss(_DiffLoss):
     op = "mse_loss"
     value = staticmethod(lambda d, p: np.square(d))
     slope = staticmethod(lambda d, p: ew.mul(d, 2.0))
+    slope_np = staticmethod(lambda d, p: d * d.dtype.type(2))
 
 
 class L1Loss(_DiffLoss):
     op = "l1_loss"
     value = staticmethod(lambda d, p: np.abs(d))
     slope = staticmethod(lambda d, p: _sign(d))
+    slope_np = staticmethod(lambda d, p: np.sign(d))
 
 
 def _smooth_value(d, beta):
+    # with m = min(|d|, beta): m (|d| - m/2) / beta is 0.5 d^2 / beta below beta and
+    # |d| - beta/2 above -- one pass of in-place ops instead of np.where's temporaries
     a = np.abs(d)
-    return np.where(a < beta, (0.5 / beta) * d * d, a - 0.5 * beta).astype(d.dtype, copy=False)
+    m = np.minimum(a, d.dtype.type(beta))
+    a -= 0.5 * m
+    a *= m
+    a *= d.dtype.type(1.0 / beta)
+    return a
 
 
 def _huber_value(d, delta):
     a = np.abs(d)
-    return np.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)).astype(d.dtype, copy=False)
+    m = np.minimum(a, d.dtype.type(delta))  # m (|d| - m/2): 0.5 d^2, or delta (|d| - delta/2)
+    a -= 0.5 * m
+    a *= m
+    return a
 
 
 class SmoothL1Loss(_DiffLoss):
     op = "smooth_l1_loss"
     value = staticmethod(_smooth_value)
-    slope = staticmethod(lambda d, beta: ew.where(
-        wrap(np.abs(d.data) < beta), ew.mul(d, 1.0 / beta), _sign(d)))
+    # d / beta inside (-beta, beta), sign(d) outside: a clamp
+    slope = staticmethod(lambda d, beta: ew.clamp(ew.mul(d, 1.0 / beta), -1.0, 1.0))
+    slope_np = staticmethod(lambda d, beta: np.clip(d * d.dtype.type(1.0 / beta), -1, 1,
+                                                    dtype=d.dtype))
 
 
 class HuberLoss(_DiffLoss):
     op = "huber_loss"
     value = staticmethod(_huber_value)
-    slope = staticmethod(lambda d, delta: ew.where(
-        wrap(np.abs(d.data) < delta), d, ew.mul(_sign(d), delta)))
+    slope = staticmethod(lambda d, delta: ew.clamp(d, -delta, delta))
+    slope_np = staticmethod(lambda d, delta: np.clip(d, -delta, delta, dtype=d.dtype))
 
 
 def _weighted(loss: Tensor, weight: Tensor, reduction: str, by_weight_sum: bool) -> Tensor:
