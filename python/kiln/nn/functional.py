@@ -30,6 +30,14 @@ from kiln.ops.matmul import linear  # noqa: F401
 from kiln.ops.movement import pad  # noqa: F401
 
 # isort: split
+# losses (regression, binary, divergence), bilinear, hardtanh / mish / softmin
+from kiln.nn.activation import hardtanh, mish, softmin  # noqa: F401
+from kiln.ops.bilinear import bilinear  # noqa: F401
+from kiln.ops.loss_binary import binary_cross_entropy  # noqa: F401
+from kiln.ops.loss_divergence import cosine_embedding_loss, kl_div  # noqa: F401
+from kiln.ops.loss_regression import huber_loss, smooth_l1_loss  # noqa: F401
+
+# isort: split
 # norm / dropout / pool
 from kiln.ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
 from kiln.ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401
