@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["kiln.ops.norm", "kiln.ops.dropout", "kiln.ops.pool"]
+MODULES = ["kiln.ops.norm", "kiln.ops.dropout", "kiln.ops.pool", "kiln.nn.normalization",
+           "kiln.nn.pooling", "kiln.nn.dropout"]
 
 
 @pytest.mark.parametrize("name", MODULES)

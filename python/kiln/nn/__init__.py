@@ -47,3 +47,22 @@ from kiln.nn.loss import (
     NLLLoss,
     SmoothL1Loss,
 )
+
+# isort: split
+# layers: normalization, pooling, dropout
+from kiln.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d  # noqa: F401
+from kiln.nn.normalization import (  # noqa: F401
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    LayerNorm,
+)
+from kiln.nn.pooling import (  # noqa: F401
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
