@@ -25,6 +25,7 @@ import _harness as H
 import bench_activation
 import bench_loss  # losses
 import bench_matmul
+import bench_norm_pool  # norm / pool / dropout
 import bench_overhead
 import bench_train
 import peak as P
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
         # losses
         ("Losses, forward + backward (float32)", bench_loss,
          lambda: bench_loss.run(a.quick, a.threads)),
+        # norm / pool / dropout
+        ("Normalization, pooling, dropout (float32)", bench_norm_pool,
+         lambda: bench_norm_pool.run(a.quick, a.threads)),
     ]
     payloads, sections = [], []
     for title, mod, fn in benches:
