@@ -245,7 +245,7 @@ void adaptive_avg_all(const PoolArgs<T>& a) {
       if (w0 == 0 && w1 == W) {  // whole rows: one contiguous run (global average pooling)
         const T* run = xp + h0 * W;
         const int64_t len = (h1 - h0) * W;
-        if (len >= 64) {
+        if (len >= 16) {
 #pragma omp simd reduction(+ : s)
           for (int64_t i = 0; i < len; ++i) s += run[i];
         } else {
@@ -274,6 +274,12 @@ void adaptive_avg_backward_all(const PoolArgs<T>& a) {
       for (int64_t ow = 0; ow < a.OW; ++ow) {
         const int64_t w0 = a_start(ow, a.OW, W), w1 = a_end(ow, a.OW, W);
         const T v = g[oh * a.OW + ow] / T((h1 - h0) * (w1 - w0));
+        if (a.OH == 1 && a.OW == 1) {  // global pooling: fill the plane
+          const int64_t len = (h1 - h0) * W;
+#pragma omp simd
+          for (int64_t i = 0; i < len; ++i) gi[i] = v;
+          continue;
+        }
         for (int64_t ih = h0; ih < h1; ++ih) {
           T* row = gi + ih * W;
           for (int64_t iw = w0; iw < w1; ++iw) row[iw] += v;
