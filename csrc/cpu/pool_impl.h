@@ -234,6 +234,18 @@ inline int64_t a_end(int64_t o, int64_t O, int64_t I) { return ((o + 1) * I + O 
 
 template <class T>
 void adaptive_avg_all(const PoolArgs<T>& a) {
+  if (a.OH == 1 && a.OW == 1) {  // global average pooling: one contiguous sum per plane
+    const int64_t HW = a.H * a.W;
+    const T inv = T(1) / T(HW);
+    pool_for(a.P, a.P * HW, [&](int64_t p) {
+      const T* run = a.x + p * HW;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < HW; ++i) s += run[i];
+      a.y[p] = s * inv;
+    });
+    return;
+  }
   pool_for(a.P * a.OH, a.P * a.H * a.W, [&](int64_t task) {
     const int64_t p = task / a.OH, oh = task % a.OH, W = a.W;
     const T* xp = a.x + p * a.H * W;
