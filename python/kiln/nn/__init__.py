@@ -16,3 +16,6 @@ from kiln.nn import functional, init
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
+
+# rnn
+from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402,F401
