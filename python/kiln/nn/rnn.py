@@ -111,8 +111,8 @@ class RNNBase(Module):
         out = []
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
-            get = lambda n: getattr(self, n + sfx) if self.bias or "weight" in n else None  # noqa: E731
-            out.append((get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")))
+            out.append(tuple(getattr(self, n + sfx) if self.bias or n[0] == "w" else None
+                             for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
         return out
 
     def _check_hidden(self, h, want, what: str) -> None:
