@@ -25,6 +25,7 @@ import _harness as H
 import bench_activation
 import bench_matmul
 import bench_overhead
+import bench_rnn  # rnn
 import bench_train
 import peak as P
 
@@ -100,6 +101,9 @@ def main(argv=None) -> int:
          lambda: bench_overhead.run(a.quick, a.threads)),
         ("Training step (MLP, float32)", bench_train,
          lambda: bench_train.run(a.quick, a.threads)),
+        # rnn
+        ("Recurrent layers (LSTM, GRU, float32)", bench_rnn,
+         lambda: bench_rnn.run(a.quick, a.threads)),
     ]
     payloads, sections = [], []
     for title, mod, fn in benches:

@@ -22,7 +22,8 @@
 // Threads: the batch rows are independent recurrences, so the rows are split once over the
 // OpenMP threads and each thread runs the whole time loop on its rows with single-threaded
 // GEMMs -- no synchronisation per step. With fewer than 16 rows one thread runs the loop and
-// the per-step GEMMs thread themselves.
+// the per-step GEMMs thread themselves. The row loops carry `omp simd`: the compiler cannot
+// prove the gate / state pointers distinct and would otherwise leave them scalar.
 #include <omp.h>
 
 #include <algorithm>
@@ -177,22 +178,28 @@ void forward_impl(const Fwd<T>& p) {
         switch (p.mode) {
           case Mode::lstm: {
             T* cb = c + (b - b0) * H;
+            #pragma omp simd
             for (int64_t j = 0; j < GH; ++j) g[j] += x[j];
             vsigmoid(g, a, 2 * H, lp.simd);
             vtanh(g + 2 * H, a + 2 * H, H, lp.simd);
             vsigmoid(g + 3 * H, a + 3 * H, H, lp.simd);
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) cb[j] = a[H + j] * cb[j] + a[j] * a[2 * H + j];
             if (p.extra) std::memcpy(p.extra + idx * H, cb, sizeof(T) * H);
             vtanh(cb, tc, H, lp.simd);
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) o[j] = hb[j] = a[3 * H + j] * tc[j];
             break;
           }
           case Mode::gru: {
             if (p.extra) std::memcpy(p.extra + idx * H, g + 2 * H, sizeof(T) * H);
+            #pragma omp simd
             for (int64_t j = 0; j < 2 * H; ++j) g[j] += x[j];
             vsigmoid(g, a, 2 * H, lp.simd);
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) g[2 * H + j] = x[2 * H + j] + a[j] * g[2 * H + j];
             vtanh(g + 2 * H, a + 2 * H, H, lp.simd);
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) {
               const T z = a[H + j], n = a[2 * H + j];
               o[j] = hb[j] = (T(1) - z) * n + z * hb[j];
@@ -200,11 +207,14 @@ void forward_impl(const Fwd<T>& p) {
             break;
           }
           case Mode::rnn_tanh:
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) g[j] += x[j];
             vtanh(g, a, H, lp.simd);
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) o[j] = hb[j] = a[j];
             break;
           case Mode::rnn_relu:
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) {
               const T v = g[j] + x[j];
               o[j] = hb[j] = a[j] = v < T(0) ? T(0) : v;  // NaN passes through, as torch
@@ -268,6 +278,7 @@ void backward_impl(const Bwd<T>& p) {
         T* dhb = dh + (b - b0) * H;
         if (p.grad_out) {
           const T* go = p.grad_out + idx * lp.DH + p.dir * H;
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) dhb[j] += go[j];
         }
         const T* hsrc = lp.prev(p.out, lp.DH, p.dir * H, p.h0, t, b);
@@ -278,6 +289,7 @@ void backward_impl(const Bwd<T>& p) {
             const T* cp = lp.prev(p.extra, H, 0, p.c0, t, b);
             T* dcb = dc + (b - b0) * H;
             vtanh(p.extra + idx * H, tc, H, lp.simd);
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) {
               const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], th = tc[j];
               const T dhj = dhb[j], dcj = dcb[j] + dhj * o * (T(1) - th * th);
@@ -292,6 +304,7 @@ void backward_impl(const Bwd<T>& p) {
           case Mode::gru: {
             const T* ghn = p.extra + idx * H;
             T* dd = ddir + (b - b0) * H;
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) {
               const T r = a[j], z = a[H + j], n = a[2 * H + j], dhj = dhb[j];
               const T dpn = dhj * (T(1) - z) * (T(1) - n * n);
@@ -304,14 +317,18 @@ void backward_impl(const Bwd<T>& p) {
             break;
           }
           case Mode::rnn_tanh:
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) dx[j] = dhb[j] * (T(1) - a[j] * a[j]);
             break;
           case Mode::rnn_relu:
+            #pragma omp simd
             for (int64_t j = 0; j < H; ++j) dx[j] = a[j] > T(0) ? dhb[j] : T(0);
             break;
         }
+        #pragma omp simd
         for (int64_t j = 0; j < GH; ++j) acc_ih[j] += dx[j];
         if (gru)
+          #pragma omp simd
           for (int64_t j = 0; j < GH; ++j) acc_hh[j] += dg[j];
       }
       if (!any) continue;
@@ -323,6 +340,7 @@ void backward_impl(const Bwd<T>& p) {
         const T* dn = dnew + (b - b0) * H;
         if (gru) {
           const T* dd = ddir + (b - b0) * H;
+          #pragma omp simd
           for (int64_t j = 0; j < H; ++j) dhb[j] = dn[j] + dd[j];
         } else {
           std::memcpy(dhb, dn, sizeof(T) * H);
@@ -339,6 +357,7 @@ void backward_impl(const Bwd<T>& p) {
     std::fill(dst, dst + GH, T(0));
     for (int tid = 0; tid < nt; ++tid) {
       const T* src = acc + (per / sizeof(T)) * tid + which;
+      #pragma omp simd
       for (int64_t j = 0; j < GH; ++j) dst[j] += src[j];
     }
   }
