@@ -26,6 +26,7 @@ import bench_activation
 import bench_loss  # losses
 import bench_matmul
 import bench_overhead
+import bench_rnn  # rnn
 import bench_train
 import peak as P
 
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
         # losses
         ("Losses, forward + backward (float32)", bench_loss,
          lambda: bench_loss.run(a.quick, a.threads)),
+        # rnn
+        ("Recurrent layers (LSTM, GRU, float32)", bench_rnn,
+         lambda: bench_rnn.run(a.quick, a.threads)),
     ]
     payloads, sections = [], []
     for title, mod, fn in benches:

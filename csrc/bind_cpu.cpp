@@ -63,4 +63,10 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy_backward", &k::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "target"_a, "weight"_a, "lse"_a, "grad_logits"_a, "ignore_index"_a, "label_smoothing"_a,
         "reduction"_a);
+  // ---- rnn
+  m.def("rnn_forward", &k::rnn_forward, "mode"_a, "xg"_a, "w_hh"_a, "b_hh"_a, "h0"_a, "c0"_a,
+        "lengths"_a, "out"_a, "h_n"_a, "c_n"_a, "gates"_a, "extra"_a, "direction"_a);
+  m.def("rnn_backward", &k::rnn_backward, "mode"_a, "grad_out"_a, "grad_h_n"_a, "grad_c_n"_a,
+        "w_hh"_a, "h0"_a, "c0"_a, "lengths"_a, "out"_a, "gates"_a, "extra"_a, "grad_xg"_a,
+        "grad_w_hh"_a, "grad_b_ih"_a, "grad_b_hh"_a, "grad_h0"_a, "grad_c0"_a, "direction"_a);
 }

@@ -68,4 +68,24 @@ void cross_entropy_backward(const Arr& grad_loss, const Arr& logits, const Arr& 
                             const OptArr& weight, const Arr& lse, Arr grad_logits,
                             int64_t ignore_index, double label_smoothing,
                             const std::string& reduction);
+// ---- rnn (rnn.cpp, rnn_loop.cpp): one direction of one recurrent layer ------
+// mode "rnn_tanh" | "rnn_relu" | "lstm" (gates i, f, g, o) | "gru" (r, z, n); G = 1, 1, 4, 3.
+//   xg (T, B, G*H) = x W_ih^T + b_ih for every step (the caller's GEMM); w_hh (G*H, H);
+//   b_hh (G*H,) or None; h0, c0 (B, H) (c0: lstm only); lengths int64 (B,) in [0, T] or None:
+//   sequence b takes steps t < lengths[b] (direction 1 runs them backwards from its own last
+//   step), outputs at padded steps are 0, h_n / c_n are the states after each one's last step;
+//   out (T, B, D*H): this direction writes columns [direction*H, (direction+1)*H);
+//   gates (T, B, G*H) post-activation gates and extra (T, B, H) (lstm: c_t, gru: W_hn h + b_hn)
+//   are saved for rnn_backward, or both None (inference).
+void rnn_forward(const std::string& mode, const Arr& xg, const Arr& w_hh, const OptArr& b_hh,
+                 const Arr& h0, const OptArr& c0, const OptArr& lengths, Arr out, Arr h_n,
+                 const OptArr& c_n, const OptArr& gates, const OptArr& extra, int64_t direction);
+// grad_out (T, B, D*H), grad_h_n, grad_c_n (B, H): None = zero. Writes grad_xg (d xg, zero at
+// padded steps; also the gradient of b_ih), grad_w_hh, grad_b_ih / grad_b_hh (None = skip),
+// grad_h0, grad_c0 (lstm). d x and d W_ih are GEMMs on grad_xg done by the caller.
+void rnn_backward(const std::string& mode, const OptArr& grad_out, const OptArr& grad_h_n,
+                  const OptArr& grad_c_n, const Arr& w_hh, const Arr& h0, const OptArr& c0,
+                  const OptArr& lengths, const Arr& out, const Arr& gates, const OptArr& extra,
+                  Arr grad_xg, Arr grad_w_hh, const OptArr& grad_b_ih, const OptArr& grad_b_hh,
+                  Arr grad_h0, const OptArr& grad_c0, int64_t direction);
 }  // namespace kiln::cpu

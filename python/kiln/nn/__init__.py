@@ -47,3 +47,6 @@ from kiln.nn.loss import (
     NLLLoss,
     SmoothL1Loss,
 )
+
+# rnn
+from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402,F401
