@@ -63,4 +63,10 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy_backward", &k::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "target"_a, "weight"_a, "lse"_a, "grad_logits"_a, "ignore_index"_a, "label_smoothing"_a,
         "reduction"_a);
+  // ---- attention
+  m.def("attention_forward", &k::attention_forward, "q"_a, "k"_a, "v"_a, "mask"_a, "out"_a,
+        "lse"_a, "scale"_a, "is_causal"_a, "dropout_p"_a, "seed"_a);
+  m.def("attention_backward", &k::attention_backward, "grad_out"_a, "q"_a, "k"_a, "v"_a,
+        "mask"_a, "out"_a, "lse"_a, "grad_q"_a, "grad_k"_a, "grad_v"_a, "scale"_a,
+        "is_causal"_a, "dropout_p"_a, "seed"_a);
 }

@@ -68,4 +68,17 @@ void cross_entropy_backward(const Arr& grad_loss, const Arr& logits, const Arr& 
                             const OptArr& weight, const Arr& lse, Arr grad_logits,
                             int64_t ignore_index, double label_smoothing,
                             const std::string& reduction);
+// ---- attention (attention.cpp, attention_tiles.cpp, attention_avx512.cpp) --------------
+// Fused scaled-dot-product attention (flash-style, O(T * D) memory).
+//   q (B, Hq, L, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv), Hq a multiple of Hkv (GQA);
+//   mask: None, bool (True = attend) or additive float of q's dtype, 4-d, each dim 1 or full
+//   (broadcast to (B, Hq, L, S)); out (B, Hq, L, Dv); lse (B, Hq, L) per-row log-sum-exp
+//   (-inf for a fully masked row, whose output is 0). Dropout: Philox at element index
+//   ((b * Hq + h) * L + i) * S + j of `seed`, dropped when its uniform < dropout_p.
+void attention_forward(const Arr& q, const Arr& k, const Arr& v, const OptArr& mask, Arr out,
+                       Arr lse, double scale, bool is_causal, double dropout_p, uint64_t seed);
+void attention_backward(const Arr& grad_out, const Arr& q, const Arr& k, const Arr& v,
+                        const OptArr& mask, const Arr& out, const Arr& lse, Arr grad_q,
+                        Arr grad_k, Arr grad_v, double scale, bool is_causal, double dropout_p,
+                        uint64_t seed);
 }  // namespace kiln::cpu
