@@ -43,6 +43,7 @@ namespace {
 using attn::Ops;
 constexpr int64_t kBr = 64;  // queries per tile (SIMD lanes; attention_tiles.cpp assumes <= 64)
 constexpr int64_t kBc = 64;  // keys per tile
+constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.6931471805599453;
 
 struct Geo {
   int64_t B, Hq, Hkv, L, S, D, Dv, g;
@@ -162,7 +163,7 @@ void apply_mask(const Geo& G, T* st, int64_t b, int64_t h, int64_t i0, int64_t n
         if (!row[jj * G.mss]) st[jj * kBr + ii] = -std::numeric_limits<T>::infinity();
     } else {
       const T* row = static_cast<const T*>(G.mask) + off;
-      for (int64_t jj = 0; jj < jn; ++jj) st[jj * kBr + ii] += row[jj * G.mss];
+      for (int64_t jj = 0; jj < jn; ++jj) st[jj * kBr + ii] += row[jj * G.mss] * T(kLog2e);
     }
   }
 }
@@ -211,20 +212,19 @@ void fwd_tile(const Geo& G, const Ops<T>& ops, const T* q, const T* k, const T* 
   if (g_oom) return;
   T *m = stat, *l = stat + kBr, *alpha = stat + 2 * kBr;
   const T* qh = q + (bh * G.L + i0) * D;
-  const T sc = T(G.scale);
+  const T sc = T(G.scale * kLog2e);
   for (int64_t ii = 0; ii < kBr; ++ii)
     for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = ii < n ? qh[ii * D + d] * sc : T(0);
   const int64_t hk = b * G.Hkv + h / G.g;
   const T* kh = k + hk * G.S * D;
   const T* vh = v + hk * G.S * Dv;
   T* o = out + (bh * G.L + i0) * Dv;
-  std::memset(o, 0, sizeof(T) * size_t(n * Dv));
   for (int64_t ii = 0; ii < kBr; ++ii)
     m[ii] = -std::numeric_limits<T>::infinity(), l[ii] = 0;
   const int64_t jend = G.causal ? std::min(G.S, i0 + n) : G.S;
   for (int64_t j0 = 0; j0 < jend; j0 += kBc) {
     const int64_t jn = std::min(kBc, jend - j0);
-    ops.gemm(jn, kBr, D, kh + j0 * D, D, 1, qt, kBr, st, kBr, false);
+    ops.gemm(jn, kBr, D, kh + j0 * D, D, 1, qt, kBr, st, kBr, false, nullptr);
     if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn);
     if (G.causal) apply_causal(st, i0, j0, jn);
     ops.softmax_step(st, jn, kBr, m, l, alpha);
@@ -232,17 +232,16 @@ void fwd_tile(const Geo& G, const Ops<T>& ops, const T* q, const T* k, const T* 
       dropout_factors(G, z, bh, i0, n, j0, jn);
       for (int64_t e = 0; e < jn * kBr; ++e) st[e] *= z[e];
     }
-    if (j0 > 0)
-      for (int64_t ii = 0; ii < n; ++ii)
-        if (alpha[ii] != T(1))
-          for (int64_t d = 0; d < Dv; ++d) o[ii * Dv + d] *= alpha[ii];
-    ops.gemm(n, Dv, jn, st, 1, kBr, vh + j0 * Dv, Dv, o, Dv, true);
+    // o = o * alpha + P V_j (the first tile overwrites o)
+    ops.gemm(n, Dv, jn, st, 1, kBr, vh + j0 * Dv, Dv, o, Dv, j0 > 0, alpha);
   }
+  if (jend == 0) std::memset(o, 0, sizeof(T) * size_t(n * Dv));
   T* lrow = lse + bh * G.L + i0;
   for (int64_t ii = 0; ii < n; ++ii) {
     const T inv = l[ii] == T(0) ? T(0) : T(1) / l[ii];  // fully masked row: 0, as torch
     for (int64_t d = 0; d < Dv; ++d) o[ii * Dv + d] *= inv;
-    lrow[ii] = l[ii] == T(0) ? -std::numeric_limits<T>::infinity() : m[ii] + std::log(l[ii]);
+    lrow[ii] = l[ii] == T(0) ? -std::numeric_limits<T>::infinity()
+                             : T((double(m[ii]) + std::log2(double(l[ii]))) * kLn2);
   }
 }
 
@@ -278,7 +277,7 @@ void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* l
   const T* qh = q + (bh * G.L + i0) * D;
   const T* gh = go + (bh * G.L + i0) * Dv;
   const T* oh = out + (bh * G.L + i0) * Dv;
-  const T sc = T(G.scale);
+  const T sc = T(G.scale * kLog2e);
   for (int64_t ii = 0; ii < kBr; ++ii) {
     const bool in = ii < n;
     for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = in ? qh[ii * D + d] * sc : T(0);
@@ -289,7 +288,8 @@ void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* l
     }
     di[ii] = T(s);
     const T lv = in ? lse[bh * G.L + i0 + ii] : std::numeric_limits<T>::infinity();
-    ls[ii] = lv == -std::numeric_limits<T>::infinity() ? std::numeric_limits<T>::infinity() : lv;
+    ls[ii] = lv == -std::numeric_limits<T>::infinity() ? std::numeric_limits<T>::infinity()
+                                                        : T(double(lv) * kLog2e);
   }
 }
 
@@ -315,7 +315,7 @@ void bwd_tile(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, 
     const int64_t h = hk * G.g + r, bh = b * G.Hq + h;
     for (int64_t qb = G.causal ? j0 / kBr : 0; qb < nqb; ++qb) {
       const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0), tile = bh * nqb + qb;
-      ops.gemm(jn, kBr, D, kh, D, 1, P.qt + tile * D * kBr, kBr, st, kBr, false);
+      ops.gemm(jn, kBr, D, kh, D, 1, P.qt + tile * D * kBr, kBr, st, kBr, false, nullptr);
       if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn);
       if (G.causal) apply_causal(st, i0, j0, jn);
       ops.exp_sub(st, jn, kBr, P.lse + tile * kBr);
@@ -325,13 +325,13 @@ void bwd_tile(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, 
         for (int64_t e = 0; e < jn * kBr; ++e) pd[e] = st[e] * z[e];
         pdrop = pd;
       }
-      ops.gemm(jn, Dv, n, pdrop, kBr, 1, go + (bh * G.L + i0) * Dv, Dv, dv, Dv, true);
-      ops.gemm(jn, kBr, Dv, vh, Dv, 1, P.dot + tile * Dv * kBr, kBr, dpt, kBr, false);
+      ops.gemm(jn, Dv, n, pdrop, kBr, 1, go + (bh * G.L + i0) * Dv, Dv, dv, Dv, true, nullptr);
+      ops.gemm(jn, kBr, Dv, vh, Dv, 1, P.dot + tile * Dv * kBr, kBr, dpt, kBr, false, nullptr);
       if (z)
         for (int64_t e = 0; e < jn * kBr; ++e) dpt[e] *= z[e];
       ops.ds(st, dpt, jn, kBr, P.di + tile * kBr);
-      ops.gemm(jn, D, n, dpt, kBr, 1, q + (bh * G.L + i0) * D, D, dk, D, true);
-      ops.gemm(n, D, jn, dpt, 1, kBr, kh, D, dq + (r * G.L + i0) * D, D, true);
+      ops.gemm(jn, D, n, dpt, kBr, 1, q + (bh * G.L + i0) * D, D, dk, D, true, nullptr);
+      ops.gemm(n, D, jn, dpt, 1, kBr, kh, D, dq + (r * G.L + i0) * D, D, true, nullptr);
     }
   }
   const T sc = T(G.scale);

@@ -6,7 +6,7 @@
 // FMA ports, not the load ports, bound the loop -- and 12 x 2 / 12 x 1 for narrow ones. The
 // last vector of a row uses a lane mask (head dims that are not multiples of 16); masked
 // lanes are never loaded or stored, so nothing outside the arrays is touched.
-// Softmax tiles: queries are the lanes, so max, exp (vm::exp, <= 2 ulp) and sums are lane-wise.
+// Softmax tiles: queries are the lanes, so max, exp2 and sums are lane-wise.
 // Compiled with -mavx512f/dq/bw/vl; called only when isa() == avx512.
 #include <immintrin.h>
 
@@ -16,42 +16,78 @@
 #include <utility>
 
 #include "cpu/attention.h"
-#include "cpu/vecmath_avx512.h"
 
 namespace kiln::cpu::attn {
 namespace {
 
 using Kernel = void (*)(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
-                        int64_t ldb, float* C, int64_t ldc, __mmask16 tail, bool acc);
+                        int64_t ldb, float* C, int64_t ldc, __mmask16 tail, bool acc,
+                        const float* cs);
 
 template <int MR, int NV>
 void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
-           float* C, int64_t ldc, __mmask16 tail, bool acc) {
+           float* C, int64_t ldc, __mmask16 tail, bool acc, const float* cs) {
+  // Fully unrolled so that the MR * NV accumulators live in registers.
   __m512 c[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) {
-      if (!acc) c[r][v] = _mm512_setzero_ps();
-      else if (v == NV - 1) c[r][v] = _mm512_maskz_loadu_ps(tail, C + r * ldc + 16 * v);
-      else c[r][v] = _mm512_loadu_ps(C + r * ldc + 16 * v);
+  if (acc) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV - 1; ++v) c[r][v] = _mm512_loadu_ps(C + r * ldc + 16 * v);
+      c[r][NV - 1] = _mm512_maskz_loadu_ps(tail, C + r * ldc + 16 * (NV - 1));
+      if (cs) {
+        const __m512 f = _mm512_set1_ps(cs[r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) c[r][v] = _mm512_mul_ps(c[r][v], f);
+      }
     }
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_ps();
+  }
   for (int64_t k = 0; k < K; ++k) {
     const float* b = B + k * ldb;
     __m512 bv[NV];
+#pragma GCC unroll 4
     for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
     bv[NV - 1] = _mm512_maskz_loadu_ps(tail, b + 16 * (NV - 1));
     const float* a = A + k * sak;
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * sam]);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(av, bv[v], c[r][v]);
     }
   }
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
     for (int v = 0; v < NV - 1; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
     _mm512_mask_storeu_ps(C + r * ldc + 16 * (NV - 1), tail, c[r][NV - 1]);
   }
 }
 
 constexpr int kMaxMR = 12;
+
+// 2^x: n = round(x), f = x - n in [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial
+// (truncation (ln2 / 2)^7 / 7! = 1.2e-7 relative), scalef applies 2^n (overflow -> inf).
+// Lanes below -126 (where 2^x leaves the normal range; -inf for masked scores) give exactly
+// 0, so masked scores never produce denormals (slow microcode assists) or NaN; NaN stays NaN.
+inline __m512 exp2(__m512 x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2402265069591007f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931471805599453f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(keep, p, n);
+}
 
 template <int NV, int... R>
 constexpr std::array<Kernel, sizeof...(R)> row_table(std::integer_sequence<int, R...>) {
@@ -69,7 +105,7 @@ struct Table {
 };
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
-          const float* B, int64_t ldb, float* C, int64_t ldc, bool acc) {
+          const float* B, int64_t ldb, float* C, int64_t ldc, bool acc, const float* cs) {
   static const Table table;
   for (int64_t n0 = 0; n0 < N; n0 += 64) {
     const int64_t nn = std::min<int64_t>(64, N - n0);
@@ -79,7 +115,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t 
     for (int64_t m0 = 0; m0 < M; m0 += mr_max) {
       const int mr = int(std::min<int64_t>(mr_max, M - m0));
       table.k[nv - 1][mr - 1](K, A + m0 * sam, sam, sak, B + n0, ldb, C + m0 * ldc + n0, ldc,
-                              nn == 16 * nv ? __mmask16(0xFFFF) : tail, acc);
+                              nn == 16 * nv ? __mmask16(0xFFFF) : tail, acc, cs ? cs + m0 : nullptr);
     }
   }
 }
@@ -93,19 +129,19 @@ void softmax_step(float* s, int64_t jn, int64_t br, float* m, float* l, float* a
     // all-masked lanes so far: shift by 0 so that exp(-inf - shift) = 0, not NaN
     const __m512 shift = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ),
                                             _mm512_setzero_ps());
-    const __m512 a = vm::exp(_mm512_sub_ps(m_old, shift));
+    const __m512 a = exp2(_mm512_sub_ps(m_old, shift));
     __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
     int64_t j = 0;
     for (; j + 2 <= jn; j += 2) {
-      const __m512 p0 = vm::exp(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), shift));
-      const __m512 p1 = vm::exp(_mm512_sub_ps(_mm512_loadu_ps(s + (j + 1) * br + i), shift));
+      const __m512 p0 = exp2(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), shift));
+      const __m512 p1 = exp2(_mm512_sub_ps(_mm512_loadu_ps(s + (j + 1) * br + i), shift));
       _mm512_storeu_ps(s + j * br + i, p0);
       _mm512_storeu_ps(s + (j + 1) * br + i, p1);
       sum0 = _mm512_add_ps(sum0, p0);
       sum1 = _mm512_add_ps(sum1, p1);
     }
     if (j < jn) {
-      const __m512 p0 = vm::exp(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), shift));
+      const __m512 p0 = exp2(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), shift));
       _mm512_storeu_ps(s + j * br + i, p0);
       sum0 = _mm512_add_ps(sum0, p0);
     }
@@ -119,7 +155,7 @@ void exp_sub(float* s, int64_t jn, int64_t br, const float* lse) {
   for (int64_t i = 0; i < br; i += 16) {
     const __m512 sh = _mm512_loadu_ps(lse + i);
     for (int64_t j = 0; j < jn; ++j)
-      _mm512_storeu_ps(s + j * br + i, vm::exp(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), sh)));
+      _mm512_storeu_ps(s + j * br + i, exp2(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), sh)));
   }
 }
 

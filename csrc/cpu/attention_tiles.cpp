@@ -12,11 +12,13 @@ namespace {
 
 template <class T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak, const T* B,
-          int64_t ldb, T* C, int64_t ldc, bool acc) {
+          int64_t ldb, T* C, int64_t ldc, bool acc, const T* cs) {
   for (int64_t m = 0; m < M; ++m) {
     T* __restrict c = C + m * ldc;
     if (!acc)
       for (int64_t n = 0; n < N; ++n) c[n] = T(0);
+    else if (cs)
+      for (int64_t n = 0; n < N; ++n) c[n] *= cs[m];
     for (int64_t k = 0; k < K; ++k) {
       const T a = A[m * sam + k * sak];
       const T* __restrict b = B + k * ldb;
@@ -34,13 +36,13 @@ void softmax_step(T* s, int64_t jn, int64_t br, T* m, T* l, T* alpha) {
     for (int64_t i = 0; i < br; ++i) mn[i] = s[j * br + i] > mn[i] ? s[j * br + i] : mn[i];
   for (int64_t i = 0; i < br; ++i) {
     const T shift = mn[i] == ninf ? T(0) : mn[i];
-    alpha[i] = std::exp(m[i] - shift);
+    alpha[i] = std::exp2(m[i] - shift);
     m[i] = mn[i];
     mn[i] = shift;
   }
   for (int64_t j = 0; j < jn; ++j)
     for (int64_t i = 0; i < br; ++i) {
-      const T p = std::exp(s[j * br + i] - mn[i]);
+      const T p = std::exp2(s[j * br + i] - mn[i]);
       s[j * br + i] = p;
       sum[i] += p;
     }
@@ -50,7 +52,7 @@ void softmax_step(T* s, int64_t jn, int64_t br, T* m, T* l, T* alpha) {
 template <class T>
 void exp_sub(T* s, int64_t jn, int64_t br, const T* lse) {
   for (int64_t j = 0; j < jn; ++j)
-    for (int64_t i = 0; i < br; ++i) s[j * br + i] = std::exp(s[j * br + i] - lse[i]);
+    for (int64_t i = 0; i < br; ++i) s[j * br + i] = std::exp2(s[j * br + i] - lse[i]);
 }
 
 template <class T>
