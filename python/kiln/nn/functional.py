@@ -28,3 +28,6 @@ from kiln.ops.loss import (  # noqa: F401
 )
 from kiln.ops.matmul import linear  # noqa: F401
 from kiln.ops.movement import pad  # noqa: F401
+
+# attention
+from kiln.ops.attention import scaled_dot_product_attention  # noqa: F401, E402

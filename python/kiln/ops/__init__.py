@@ -10,3 +10,6 @@ from kiln.ops import (
     movement,
     reduce,
 )
+
+# attention, embedding
+from kiln.ops import attention  # noqa: E402, F401
