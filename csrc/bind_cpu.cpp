@@ -63,10 +63,18 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy_backward", &k::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "target"_a, "weight"_a, "lse"_a, "grad_logits"_a, "ignore_index"_a, "label_smoothing"_a,
         "reduction"_a);
+
   // ---- attention
   m.def("attention_forward", &k::attention_forward, "q"_a, "k"_a, "v"_a, "mask"_a, "out"_a,
         "lse"_a, "scale"_a, "is_causal"_a, "dropout_p"_a, "seed"_a);
   m.def("attention_backward", &k::attention_backward, "grad_out"_a, "q"_a, "k"_a, "v"_a,
         "mask"_a, "out"_a, "lse"_a, "grad_q"_a, "grad_k"_a, "grad_v"_a, "scale"_a,
         "is_causal"_a, "dropout_p"_a, "seed"_a);
+
+  // ---- embedding
+  m.def("embedding", &k::embedding, "weight"_a, "indices"_a, "out"_a);
+  m.def("embedding_backward", &k::embedding_backward, "grad_out"_a, "indices"_a,
+        "grad_weight"_a, "padding_idx"_a, "scale_grad_by_freq"_a);
+  m.def("embedding_renorm", &k::embedding_renorm, "weight"_a, "indices"_a, "max_norm"_a,
+        "norm_type"_a);
 }

@@ -81,4 +81,11 @@ void attention_backward(const Arr& grad_out, const Arr& q, const Arr& k, const A
                         const OptArr& mask, const Arr& out, const Arr& lse, Arr grad_q,
                         Arr grad_k, Arr grad_v, double scale, bool is_causal, double dropout_p,
                         uint64_t seed);
+// ---- embedding (embedding.cpp) ------------------------------------------------------
+//   weight (V, E); indices int64, any shape, N elements in [0, V); out / grad_out (N, E).
+//   padding_idx: the row that gets no gradient, -1 for none. renorm: in place, see the file.
+void embedding(const Arr& weight, const Arr& indices, Arr out);
+void embedding_backward(const Arr& grad_out, const Arr& indices, Arr grad_weight,
+                        int64_t padding_idx, bool scale_grad_by_freq);
+void embedding_renorm(Arr weight, const Arr& indices, double max_norm, double norm_type);
 }  // namespace kiln::cpu
