@@ -13,6 +13,10 @@ Example:
 """
 
 from kiln.nn import functional, init
+
+# attention, embedding
+from kiln.nn.attention import MultiheadAttention  # noqa: E402
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
+from kiln.nn.sparse import Embedding  # noqa: E402
