@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H
 import bench_activation
+import bench_attention  # attention
 import bench_loss  # losses
 import bench_matmul
 import bench_overhead
@@ -98,6 +99,9 @@ def main(argv=None) -> int:
          lambda: bench_matmul.run(a.quick, a.big, a.threads)),
         ("Activations, softmax, cross-entropy (float32)", bench_activation,
          lambda: bench_activation.run(a.quick, a.threads)),
+        # attention
+        ("Fused attention (float32 SDPA)", bench_attention,
+         lambda: bench_attention.run(a.quick, a.threads)),
         ("Per-op overhead (4×4 float32)", bench_overhead,
          lambda: bench_overhead.run(a.quick, a.threads)),
         ("Training step (MLP, float32)", bench_train,

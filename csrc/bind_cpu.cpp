@@ -69,4 +69,18 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("rnn_backward", &k::rnn_backward, "mode"_a, "grad_out"_a, "grad_h_n"_a, "grad_c_n"_a,
         "w_hh"_a, "h0"_a, "c0"_a, "lengths"_a, "out"_a, "gates"_a, "extra"_a, "grad_xg"_a,
         "grad_w_hh"_a, "grad_b_ih"_a, "grad_b_hh"_a, "grad_h0"_a, "grad_c0"_a, "direction"_a);
+
+  // ---- attention
+  m.def("attention_forward", &k::attention_forward, "q"_a, "k"_a, "v"_a, "mask"_a, "out"_a,
+        "lse"_a, "scale"_a, "is_causal"_a, "dropout_p"_a, "seed"_a);
+  m.def("attention_backward", &k::attention_backward, "grad_out"_a, "q"_a, "k"_a, "v"_a,
+        "mask"_a, "out"_a, "lse"_a, "grad_q"_a, "grad_k"_a, "grad_v"_a, "scale"_a,
+        "is_causal"_a, "dropout_p"_a, "seed"_a);
+
+  // ---- embedding
+  m.def("embedding", &k::embedding, "weight"_a, "indices"_a, "out"_a);
+  m.def("embedding_backward", &k::embedding_backward, "grad_out"_a, "indices"_a,
+        "grad_weight"_a, "padding_idx"_a, "scale_grad_by_freq"_a);
+  m.def("embedding_renorm", &k::embedding_renorm, "weight"_a, "indices"_a, "max_norm"_a,
+        "norm_type"_a);
 }

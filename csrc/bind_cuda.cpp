@@ -89,4 +89,26 @@ PYBIND11_MODULE(_cuda, m) {
         "mode"_a, "grad_out"_a, "grad_h_n"_a, "grad_c_n"_a, "w_hh"_a, "h0"_a, "c0"_a,
         "lengths"_a, "out"_a, "gates"_a, "extra"_a, "grad_xg"_a, "grad_w_hh"_a, "grad_b_ih"_a,
         "grad_b_hh"_a, "grad_h0"_a, "grad_c0"_a, "direction"_a);
+
+  // ---- attention
+  m.def("attention_forward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, double, bool, double, uint64_t>(
+            "attention_forward"),
+        "q"_a, "k"_a, "v"_a, "mask"_a, "out"_a, "lse"_a, "scale"_a, "is_causal"_a,
+        "dropout_p"_a, "seed"_a);
+  m.def("attention_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, double, bool, double,
+                           uint64_t>("attention_backward"),
+        "grad_out"_a, "q"_a, "k"_a, "v"_a, "mask"_a, "out"_a, "lse"_a, "grad_q"_a, "grad_k"_a,
+        "grad_v"_a, "scale"_a, "is_causal"_a, "dropout_p"_a, "seed"_a);
+
+  // ---- embedding
+  m.def("embedding", k::not_implemented<Obj, Obj, Obj>("embedding"), "weight"_a, "indices"_a,
+        "out"_a);
+  m.def("embedding_backward",
+        k::not_implemented<Obj, Obj, Obj, int64_t, bool>("embedding_backward"), "grad_out"_a,
+        "indices"_a, "grad_weight"_a, "padding_idx"_a, "scale_grad_by_freq"_a);
+  m.def("embedding_renorm",
+        k::not_implemented<Obj, Obj, double, double>("embedding_renorm"), "weight"_a,
+        "indices"_a, "max_norm"_a, "norm_type"_a);
 }

@@ -88,4 +88,24 @@ void rnn_backward(const std::string& mode, const OptArr& grad_out, const OptArr&
                   const OptArr& lengths, const Arr& out, const Arr& gates, const OptArr& extra,
                   Arr grad_xg, Arr grad_w_hh, const OptArr& grad_b_ih, const OptArr& grad_b_hh,
                   Arr grad_h0, const OptArr& grad_c0, int64_t direction);
+// ---- attention (attention.cpp, attention_tiles.cpp, attention_avx512.cpp) --------------
+// Fused scaled-dot-product attention (flash-style, O(T * D) memory).
+//   q (B, Hq, L, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv), Hq a multiple of Hkv (GQA);
+//   mask: None, bool (True = attend) or additive float of q's dtype, 4-d, each dim 1 or full
+//   (broadcast to (B, Hq, L, S)); out (B, Hq, L, Dv); lse (B, Hq, L) per-row log-sum-exp
+//   (-inf for a fully masked row, whose output is 0). Dropout: Philox at element index
+//   ((b * Hq + h) * L + i) * S + j of `seed`, dropped when its uniform < dropout_p.
+void attention_forward(const Arr& q, const Arr& k, const Arr& v, const OptArr& mask, Arr out,
+                       Arr lse, double scale, bool is_causal, double dropout_p, uint64_t seed);
+void attention_backward(const Arr& grad_out, const Arr& q, const Arr& k, const Arr& v,
+                        const OptArr& mask, const Arr& out, const Arr& lse, Arr grad_q,
+                        Arr grad_k, Arr grad_v, double scale, bool is_causal, double dropout_p,
+                        uint64_t seed);
+// ---- embedding (embedding.cpp) ------------------------------------------------------
+//   weight (V, E); indices int64, any shape, N elements in [0, V); out / grad_out (N, E).
+//   padding_idx: the row that gets no gradient, -1 for none. renorm: in place, see the file.
+void embedding(const Arr& weight, const Arr& indices, Arr out);
+void embedding_backward(const Arr& grad_out, const Arr& indices, Arr grad_weight,
+                        int64_t padding_idx, bool scale_grad_by_freq);
+void embedding_renorm(Arr weight, const Arr& indices, double max_norm, double norm_type);
 }  // namespace kiln::cpu

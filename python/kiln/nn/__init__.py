@@ -13,6 +13,9 @@ Example:
 """
 
 from kiln.nn import functional, init
+
+# attention, embedding
+from kiln.nn.attention import MultiheadAttention  # noqa: E402
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
@@ -50,3 +53,4 @@ from kiln.nn.loss import (
 
 # rnn
 from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402,F401
+from kiln.nn.sparse import Embedding  # noqa: E402
