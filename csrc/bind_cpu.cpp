@@ -83,4 +83,33 @@ PYBIND11_MODULE(_cpu, m) {
         "grad_weight"_a, "padding_idx"_a, "scale_grad_by_freq"_a);
   m.def("embedding_renorm", &k::embedding_renorm, "weight"_a, "indices"_a, "max_norm"_a,
         "norm_type"_a);
+
+  // ---- norm / dropout / pool
+  m.def("layer_norm", &k::layer_norm, "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a,
+        "eps"_a);
+  m.def("layer_norm_backward", &k::layer_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
+        "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a);
+  m.def("batch_norm", &k::batch_norm, "x"_a, "weight"_a, "bias"_a, "running_mean"_a,
+        "running_var"_a, "out"_a, "save_mean"_a, "save_invstd"_a, "training"_a, "momentum"_a,
+        "eps"_a);
+  m.def("batch_norm_backward", &k::batch_norm_backward, "grad"_a, "x"_a, "weight"_a,
+        "save_mean"_a, "save_invstd"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a,
+        "training"_a);
+  m.def("group_norm", &k::group_norm, "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a,
+        "num_groups"_a, "eps"_a);
+  m.def("group_norm_backward", &k::group_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
+        "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a, "num_groups"_a);
+  m.def("dropout", &k::dropout, "x"_a, "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("dropout_backward", &k::dropout_backward, "grad"_a, "grad_input"_a, "seed"_a, "p"_a,
+        "inner"_a = 1);
+  m.def("max_pool2d", &k::max_pool2d, "x"_a, "out"_a, "indices"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "dilation_h"_a, "dilation_w"_a);
+  m.def("max_pool2d_backward", &k::max_pool2d_backward, "grad"_a, "indices"_a, "grad_input"_a);
+  m.def("avg_pool2d", &k::avg_pool2d, "x"_a, "out"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "count_include_pad"_a, "divisor_override"_a);
+  m.def("avg_pool2d_backward", &k::avg_pool2d_backward, "grad"_a, "grad_input"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "count_include_pad"_a, "divisor_override"_a);
+  m.def("adaptive_avg_pool2d", &k::adaptive_avg_pool2d, "x"_a, "out"_a);
+  m.def("adaptive_avg_pool2d_backward", &k::adaptive_avg_pool2d_backward, "grad"_a,
+        "grad_input"_a);
 }

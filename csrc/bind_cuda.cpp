@@ -111,4 +111,54 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("embedding_renorm",
         k::not_implemented<Obj, Obj, double, double>("embedding_renorm"), "weight"_a,
         "indices"_a, "max_norm"_a, "norm_type"_a);
+
+  // ---- norm / dropout / pool
+  m.def("layer_norm", k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, double>("layer_norm"),
+        "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a, "eps"_a);
+  m.def("layer_norm_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj>("layer_norm_backward"),
+        "grad"_a, "x"_a, "mean"_a, "rstd"_a, "weight"_a, "grad_input"_a, "grad_weight"_a,
+        "grad_bias"_a);
+  m.def("batch_norm",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, bool, double, double>(
+            "batch_norm"),
+        "x"_a, "weight"_a, "bias"_a, "running_mean"_a, "running_var"_a, "out"_a, "save_mean"_a,
+        "save_invstd"_a, "training"_a, "momentum"_a, "eps"_a);
+  m.def("batch_norm_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, bool>("batch_norm_backward"),
+        "grad"_a, "x"_a, "weight"_a, "save_mean"_a, "save_invstd"_a, "grad_input"_a,
+        "grad_weight"_a, "grad_bias"_a, "training"_a);
+  m.def("group_norm",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, int64_t, double>("group_norm"), "x"_a,
+        "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a, "num_groups"_a, "eps"_a);
+  m.def("group_norm_backward",
+        k::not_implemented<Obj, Obj, Obj, Obj, Obj, Obj, Obj, Obj, int64_t>(
+            "group_norm_backward"),
+        "grad"_a, "x"_a, "mean"_a, "rstd"_a, "weight"_a, "grad_input"_a, "grad_weight"_a,
+        "grad_bias"_a, "num_groups"_a);
+  m.def("dropout", k::not_implemented<Obj, Obj, uint64_t, double, int64_t>("dropout"), "x"_a,
+        "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("dropout_backward",
+        k::not_implemented<Obj, Obj, uint64_t, double, int64_t>("dropout_backward"), "grad"_a,
+        "grad_input"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("max_pool2d",
+        k::not_implemented<Obj, Obj, Obj, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>(
+            "max_pool2d"),
+        "x"_a, "out"_a, "indices"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a, "dilation_h"_a,
+        "dilation_w"_a);
+  m.def("max_pool2d_backward", k::not_implemented<Obj, Obj, Obj>("max_pool2d_backward"),
+        "grad"_a, "indices"_a, "grad_input"_a);
+  m.def("avg_pool2d",
+        k::not_implemented<Obj, Obj, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t>("avg_pool2d"),
+        "x"_a, "out"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a, "count_include_pad"_a,
+        "divisor_override"_a);
+  m.def("avg_pool2d_backward",
+        k::not_implemented<Obj, Obj, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t>(
+            "avg_pool2d_backward"),
+        "grad"_a, "grad_input"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a, "count_include_pad"_a,
+        "divisor_override"_a);
+  m.def("adaptive_avg_pool2d", k::not_implemented<Obj, Obj>("adaptive_avg_pool2d"), "x"_a,
+        "out"_a);
+  m.def("adaptive_avg_pool2d_backward",
+        k::not_implemented<Obj, Obj>("adaptive_avg_pool2d_backward"), "grad"_a, "grad_input"_a);
 }

@@ -108,4 +108,49 @@ void embedding(const Arr& weight, const Arr& indices, Arr out);
 void embedding_backward(const Arr& grad_out, const Arr& indices, Arr grad_weight,
                         int64_t padding_idx, bool scale_grad_by_freq);
 void embedding_renorm(Arr weight, const Arr& indices, double max_norm, double norm_type);
+// ---- norm / dropout / pool (norm*.cpp, dropout.cpp, pool*.cpp) ------------
+// layer_norm: x viewed as (R, D), R = mean.size; each row normalized over its D elements;
+// weight / bias (D,) or None; mean / rstd (R,) receive the row statistics for the backward.
+void layer_norm(const Arr& x, const OptArr& weight, const OptArr& bias, Arr out, Arr mean,
+                Arr rstd, double eps);
+// Each of grad_input / grad_weight / grad_bias may be None (not computed).
+void layer_norm_backward(const Arr& grad, const Arr& x, const Arr& mean, const Arr& rstd,
+                         const OptArr& weight, const OptArr& grad_input,
+                         const OptArr& grad_weight, const OptArr& grad_bias);
+// batch_norm: x (N, C, *); weight / bias / running_mean / running_var (C,) or None (running
+// stats required when not training, updated in place when training with `momentum` and the
+// unbiased variance); save_mean / save_invstd (C,) receive the statistics used (batch or
+// running) for the backward, which uses the training formula or gx = g * w * invstd.
+void batch_norm(const Arr& x, const OptArr& weight, const OptArr& bias,
+                const OptArr& running_mean, const OptArr& running_var, Arr out, Arr save_mean,
+                Arr save_invstd, bool training, double momentum, double eps);
+void batch_norm_backward(const Arr& grad, const Arr& x, const OptArr& weight,
+                         const Arr& save_mean, const Arr& save_invstd, const OptArr& grad_input,
+                         const OptArr& grad_weight, const OptArr& grad_bias, bool training);
+// group_norm: x (N, C, *), C divisible by num_groups; weight / bias (C,) or None; mean / rstd
+// (N, num_groups).
+void group_norm(const Arr& x, const OptArr& weight, const OptArr& bias, Arr out, Arr mean,
+                Arr rstd, int64_t num_groups, double eps);
+void group_norm_backward(const Arr& grad, const Arr& x, const Arr& mean, const Arr& rstd,
+                         const OptArr& weight, const OptArr& grad_input,
+                         const OptArr& grad_weight, const OptArr& grad_bias, int64_t num_groups);
+// out = x * keep / (1 - p), keep from Philox(seed, i / inner) (common/philox.h); inner > 1 is
+// feature dropout (one draw per run of inner elements). dropout_backward applies the same mask.
+void dropout(const Arr& x, Arr out, uint64_t seed, double p, int64_t inner);
+void dropout_backward(const Arr& grad, Arr grad_input, uint64_t seed, double p, int64_t inner);
+// Pooling over the last two dims of (..., H, W) into (..., OH, OW) (PyTorch's windows; the
+// output size carries ceil_mode). max_pool2d's indices (int64, out's shape, or None) are flat
+// h * W + w per plane; the backward scatters grad through them. divisor_override 0 = none.
+void max_pool2d(const Arr& x, Arr out, const OptArr& indices, int64_t kernel_h, int64_t kernel_w,
+                int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                int64_t dilation_h, int64_t dilation_w);
+void max_pool2d_backward(const Arr& grad, const Arr& indices, Arr grad_input);
+void avg_pool2d(const Arr& x, Arr out, int64_t kernel_h, int64_t kernel_w, int64_t stride_h,
+                int64_t stride_w, int64_t pad_h, int64_t pad_w, bool count_include_pad,
+                int64_t divisor_override);
+void avg_pool2d_backward(const Arr& grad, Arr grad_input, int64_t kernel_h, int64_t kernel_w,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                         bool count_include_pad, int64_t divisor_override);
+void adaptive_avg_pool2d(const Arr& x, Arr out);
+void adaptive_avg_pool2d_backward(const Arr& grad, Arr grad_input);
 }  // namespace kiln::cpu

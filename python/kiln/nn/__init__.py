@@ -54,3 +54,22 @@ from kiln.nn.loss import (
 # rnn
 from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402,F401
 from kiln.nn.sparse import Embedding  # noqa: E402
+
+# isort: split
+# layers: normalization, pooling, dropout
+from kiln.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d  # noqa: F401
+from kiln.nn.normalization import (  # noqa: F401
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    LayerNorm,
+)
+from kiln.nn.pooling import (  # noqa: F401
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)

@@ -40,3 +40,16 @@ from kiln.ops.bilinear import bilinear  # noqa: F401
 from kiln.ops.loss_binary import binary_cross_entropy  # noqa: F401
 from kiln.ops.loss_divergence import cosine_embedding_loss, kl_div  # noqa: F401
 from kiln.ops.loss_regression import huber_loss, smooth_l1_loss  # noqa: F401
+
+# isort: split
+# norm / dropout / pool
+from kiln.ops.dropout import dropout, dropout1d, dropout2d, dropout3d  # noqa: F401
+from kiln.ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401
+from kiln.ops.pool import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
