@@ -165,3 +165,6 @@ def is_tensor(obj) -> bool:
 
 def numel(t: Tensor) -> int:
     return t.numel()
+
+# optim
+from kiln import optim  # noqa: E402, F401
