@@ -69,9 +69,17 @@ def get_total_norm(tensors: Tensor | Iterable[Tensor], norm_type: float = 2.0,
     arrays = [t.data if t.data.flags.c_contiguous else np.ascontiguousarray(t.data)
               for t in tensors]
     out = np.zeros(1, np.float64)
-    _cpu.grad_norm(arrays, out, norm_type)
+    if norm_type == 0:
+        # PyTorch takes the norm of the per-tensor norms; for p = 0 (the count of nonzeros)
+        # that is the number of tensors with a nonzero element, not the total count
+        total = 0.0
+        for a in arrays:
+            _cpu.grad_norm([a], out, 0.0)
+            total += float(out[0] != 0)
+    else:
+        _cpu.grad_norm(arrays, out, norm_type)
+        total = float(out[0])
     dtype = np.result_type(*[a.dtype for a in arrays])
-    total = float(out[0])
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is "
