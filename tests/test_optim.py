@@ -259,3 +259,14 @@ def test_add_param_group_and_defaults():
     named = kiln.optim.SGD([("w", a), ("b", b)], lr=0.1)
     assert named.param_groups[0]["param_names"] == ["w", "b"]
     assert named.state_dict()["param_groups"][0]["param_names"] == ["w", "b"]
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad"])
+def test_step_bumps_version_so_stale_graphs_raise(name):
+    w = kiln.randn(3, requires_grad=True)
+    opt = getattr(kiln.optim, name)([w], lr=0.1)
+    w.grad = kiln.ones(3)
+    loss = (w * w).sum()  # saves w for backward
+    opt.step()  # modifies w in place
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

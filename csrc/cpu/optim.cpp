@@ -24,7 +24,9 @@ using optim::Scalars;
 using optim::Tensor;
 using List = std::vector<Arr>;
 
-std::string at(const char* name, size_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
+std::string at(const char* name, size_t i) {
+  return std::string(name) + "[" + std::to_string(i) + "]";
+}
 
 // A state list that must match params index by index (shape, dtype), C-contiguous and writeable.
 struct StateList {
@@ -139,7 +141,8 @@ void run(const Scalars& s, const std::vector<Tensor>& ts, const optim::RangeFn (
     // first tensor overlapping [b, e): the last i with start[i] <= b
     size_t i = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1;
     for (; i < ts.size() && start[i] < e; ++i) {
-      const int64_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
+      const int64_t lo = std::max(b, start[i]) - start[i];
+      const int64_t hi = std::min(e, start[i + 1]) - start[i];
       if (lo < hi) fn[ts[i].f64](s, ts[i], lo, hi);
     }
   });

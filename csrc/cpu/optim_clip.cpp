@@ -51,7 +51,8 @@ void for_spans(const std::vector<Span>& sp, F&& f) {
     const int slot = omp_in_parallel() ? omp_get_thread_num() : 0;
     size_t i = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1;
     for (; i < sp.size() && start[i] < e; ++i) {
-      const int64_t lo = std::max(b, start[i]) - start[i], hi = std::min(e, start[i + 1]) - start[i];
+      const int64_t lo = std::max(b, start[i]) - start[i];
+      const int64_t hi = std::min(e, start[i + 1]) - start[i];
       if (lo < hi) f(sp[i], lo, hi, slot);
     }
   });

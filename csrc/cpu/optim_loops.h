@@ -9,13 +9,19 @@
 // do (Scalar.to<T>()), so trajectories agree to rounding:
 //   grad.add(param, alpha=a)       -> fma(param, a, grad)     (ATen's vectorised add is fmadd)
 //   x.lerp_(y, w)                  -> |w| < .5 ? fma(w, y - x, x) : fma(w - 1, y - x, y)
-//   x.addcmul_(a, b, value=c)      -> x + c * a * b           ((c * a) * b, no fma)
+//   x.addcmul_(a, b, value=c)      -> fma(c * a, b, x)        (as PyTorch's build computes it)
 //   x.addcdiv_(a, b, value=c)      -> x + c * a / b           ((c * a) / b, no fma)
 //   x.mul_(c)                      -> x * c
-// -ffp-contract is switched off below so that the compiler does not fuse the plain
-// multiply-adds into fmas that PyTorch does not do. maximize multiplies the gradient by -1
-// (exact), and decoupled weight decay multiplies by 1 when off (exact), so neither needs a
-// branch in the loop; the flags that change which buffers are touched are template arguments.
+// (checked bit for bit against torch 2.13's CPU kernels; float64 trajectories come out
+// identical, float32 ones differ only where torch's vectorised sqrt (not correctly rounded)
+// does). -ffp-contract is off below so that the compiler fuses nothing beyond these fmas.
+// maximize multiplies the gradient by -1 (exact) and decoupled weight decay multiplies by 1
+// when off (exact), so neither needs a branch in the loop; the flags that change which
+// buffers are touched are template arguments.
+// Speed: GCC vectorises every loop (64-byte vectors with the AVX-512 flags). Adam and
+// RMSprop do two divides and a square root per element, which bounds them at about two
+// cycles per element when the arrays are in cache; from DRAM their 28 B/element of traffic
+// is the floor instead (SGD: 20 B/element with momentum).
 #pragma once
 #include <cmath>
 #include <type_traits>
@@ -104,7 +110,7 @@ void adam_loop(const Scalars& s, const Tensor& t, int64_t b, int64_t e) {
     const T mi0 = m[i], d = gi - mi0;
     const T mi = small ? std::fma(w, d, mi0) : std::fma(wm1, d, gi);
     T vi = v[i] * b2;
-    vi = vi + c2 * gi * gi;
+    vi = std::fma(c2 * gi, gi, vi);
     T vh = vi;
     if constexpr (AMS) {
       vh = max_nan(vmax[i], vi);
@@ -142,14 +148,14 @@ void rmsprop_loop(const Scalars& s, const Tensor& t, int64_t b, int64_t e) {
     T gi = g[i] * sign;
     if constexpr (WD) gi = std::fma(p[i], wd, gi);
     T si = sq[i] * a;
-    si = si + c * gi * gi;
+    si = std::fma(c * gi, gi, si);
     sq[i] = si;
     T avg;
     if constexpr (CEN) {
       const T gai0 = ga[i], d = gi - gai0;
       const T gai = small ? std::fma(w, d, gai0) : std::fma(wm1, d, gi);
       ga[i] = gai;
-      avg = std::sqrt(si - gai * gai);
+      avg = std::sqrt(std::fma(-gai, gai, si));  // square_avg.addcmul(ga, ga, value=-1)
     } else {
       avg = std::sqrt(si);
     }
@@ -188,7 +194,7 @@ void adagrad_loop(const Scalars& s, const Tensor& t, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; ++i) {
     T gi = g[i] * sign;
     if constexpr (WD) gi = std::fma(p[i], wd, gi);
-    const T si = sum[i] + gi * gi;
+    const T si = std::fma(gi, gi, sum[i]);
     sum[i] = si;
     const T sd = std::sqrt(si) + eps;
     p[i] = p[i] + neg_clr * gi / sd;
