@@ -23,8 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H
 import bench_activation
+import bench_loss  # losses
 import bench_matmul
-import bench_optim
+import bench_optim  # optim
 import bench_overhead
 import bench_train
 import peak as P
@@ -101,6 +102,9 @@ def main(argv=None) -> int:
          lambda: bench_overhead.run(a.quick, a.threads)),
         ("Training step (MLP, float32)", bench_train,
          lambda: bench_train.run(a.quick, a.threads)),
+        # losses
+        ("Losses, forward + backward (float32)", bench_loss,
+         lambda: bench_loss.run(a.quick, a.threads)),
         # optim
         ("Optimizer steps (Adam, SGD momentum; float32)", bench_optim,
          lambda: bench_optim.run(a.quick, a.threads)),

@@ -270,3 +270,40 @@ def test_step_bumps_version_so_stale_graphs_raise(name):
     opt.step()  # modifies w in place
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_module_parameters_train_like_torch(name, tmp_path):
+    """model.parameters() of kiln.nn layers, with torch's weights copied in."""
+    knet = kiln.nn.Sequential(kiln.nn.Linear(4, 8), kiln.nn.Tanh(), kiln.nn.Linear(8, 2))
+    tnet = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    for kp, tp in zip(knet.parameters(), tnet.parameters(), strict=True):
+        kp.data[...] = tp.detach().numpy()
+    kw = {"lr": 0.05} | ({"momentum": 0.9, "nesterov": True} if name == "SGD" else {})
+    kopt = getattr(kiln.optim, name)(knet.parameters(), **kw)
+    topt = getattr(torch.optim, name)(tnet.parameters(), foreach=False, **kw)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    y = rng.standard_normal((16, 2)).astype(np.float32)
+    for s in range(STEPS):
+        kopt.zero_grad()
+        topt.zero_grad()
+        kl = ((knet(kiln.tensor(x)) - kiln.tensor(y)) ** 2).mean()
+        tl = ((tnet(torch.tensor(x)) - torch.tensor(y)) ** 2).mean()
+        kl.backward()
+        tl.backward()
+        kopt.step()
+        topt.step()
+        np.testing.assert_allclose(kl.item(), tl.item(), rtol=1e-5, err_msg=f"loss {s}")
+    for kp, tp in zip(knet.parameters(), tnet.parameters(), strict=True):
+        np.testing.assert_allclose(kp.detach().numpy(), tp.detach().numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    # the optimizer's state survives kiln.save / kiln.load (safetensors) and resumes exactly
+    path = tmp_path / "optim.safetensors"
+    kiln.save({"optim": kopt.state_dict()}, path)
+    kopt2 = getattr(kiln.optim, name)(knet.parameters(), lr=1.0)
+    kopt2.load_state_dict(kiln.load(path)["optim"])
+    assert kopt2.state_dict()["param_groups"] == kopt.state_dict()["param_groups"]
+    for i, st in kopt.state_dict()["state"].items():
+        for key, v in st.items():
+            np.testing.assert_array_equal(kopt2.state_dict()["state"][i][key].numpy(), v.numpy())

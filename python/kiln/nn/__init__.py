@@ -1,6 +1,53 @@
-"""kiln.nn: functional ops now; Module and layers arrive with the layers issue."""
+"""``kiln.nn``: Module, Parameter, containers, layers, losses, ``functional`` and ``init``
+under ``torch.nn``'s names.
 
-from kiln.nn import (
-    functional,  # noqa: F401
-    utils,  # noqa: E402, F401  (clip_grad_norm_, clip_grad_value_)
+Example:
+    >>> import kiln
+    >>> from kiln import nn
+    >>> net = nn.Sequential(nn.Flatten(), nn.Identity())
+    >>> net
+    Sequential(
+      (0): Flatten(start_dim=1, end_dim=-1)
+      (1): Identity()
+    )
+"""
+
+from kiln.nn import functional, init
+from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.module import Module
+from kiln.nn.parameter import Parameter
+
+# isort: split
+# layers: linear, activations, losses
+from kiln.nn.activation import (
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softmin,
+    Softplus,
+    Tanh,
 )
+from kiln.nn.linear import Bilinear, Linear
+from kiln.nn.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CosineEmbeddingLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+
+# isort: split
+# utils: gradient clipping (clip_grad_norm_, clip_grad_value_)
+from kiln.nn import utils  # noqa: E402, F401

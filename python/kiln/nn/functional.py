@@ -28,3 +28,11 @@ from kiln.ops.loss import (  # noqa: F401
 )
 from kiln.ops.matmul import linear  # noqa: F401
 from kiln.ops.movement import pad  # noqa: F401
+
+# isort: split
+# losses (regression, binary, divergence), bilinear, hardtanh / mish / softmin
+from kiln.nn.activation import hardtanh, mish, softmin  # noqa: F401
+from kiln.ops.bilinear import bilinear  # noqa: F401
+from kiln.ops.loss_binary import binary_cross_entropy  # noqa: F401
+from kiln.ops.loss_divergence import cosine_embedding_loss, kl_div  # noqa: F401
+from kiln.ops.loss_regression import huber_loss, smooth_l1_loss  # noqa: F401
