@@ -26,6 +26,7 @@ import bench_activation
 import bench_attention  # attention
 import bench_loss  # losses
 import bench_matmul
+import bench_optim  # optim
 import bench_overhead
 import bench_rnn  # rnn
 import bench_train
@@ -112,6 +113,9 @@ def main(argv=None) -> int:
         # rnn
         ("Recurrent layers (LSTM, GRU, float32)", bench_rnn,
          lambda: bench_rnn.run(a.quick, a.threads)),
+        # optim
+        ("Optimizer steps (Adam, SGD momentum; float32)", bench_optim,
+         lambda: bench_optim.run(a.quick, a.threads)),
     ]
     payloads, sections = [], []
     for title, mod, fn in benches:

@@ -161,4 +161,35 @@ PYBIND11_MODULE(_cuda, m) {
         "out"_a);
   m.def("adaptive_avg_pool2d_backward",
         k::not_implemented<Obj, Obj>("adaptive_avg_pool2d_backward"), "grad"_a, "grad_input"_a);
+
+  // ---- optim
+  // list arguments are taken as one object here (a list of CUDA arrays) until written
+  using Objs = Obj;
+  m.def("sgd_step",
+        k::not_implemented<Objs, Objs, Objs, double, double, double, double, bool, bool, bool>(
+            "sgd_step"),
+        "params"_a, "grads"_a, "momentum_buffers"_a, "lr"_a, "momentum"_a, "dampening"_a,
+        "weight_decay"_a, "nesterov"_a, "maximize"_a, "first_step"_a);
+  m.def("adam_step",
+        k::not_implemented<Objs, Objs, Objs, Objs, Objs, Objs, double, double, double, double,
+                           double, bool, bool, bool>("adam_step"),
+        "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a, "max_exp_avg_sqs"_a,
+        "state_steps"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a, "weight_decay"_a, "decoupled"_a,
+        "amsgrad"_a, "maximize"_a);
+  m.def("rmsprop_step",
+        k::not_implemented<Objs, Objs, Objs, Objs, Objs, Objs, double, double, double, double,
+                           double, bool, bool>("rmsprop_step"),
+        "params"_a, "grads"_a, "square_avgs"_a, "grad_avgs"_a, "momentum_buffers"_a,
+        "state_steps"_a, "lr"_a, "alpha"_a, "eps"_a, "weight_decay"_a, "momentum"_a,
+        "centered"_a, "maximize"_a);
+  m.def("adagrad_step",
+        k::not_implemented<Objs, Objs, Objs, Objs, double, double, double, double, bool>(
+            "adagrad_step"),
+        "params"_a, "grads"_a, "state_sums"_a, "state_steps"_a, "lr"_a, "lr_decay"_a,
+        "weight_decay"_a, "eps"_a, "maximize"_a);
+  m.def("grad_norm", k::not_implemented<Objs, Obj, double>("grad_norm"), "tensors"_a, "out"_a,
+        "norm_type"_a);
+  m.def("grad_scale", k::not_implemented<Objs, double>("grad_scale"), "tensors"_a, "scale"_a);
+  m.def("grad_clamp", k::not_implemented<Objs, double, double>("grad_clamp"), "tensors"_a,
+        "min"_a, "max"_a);
 }

@@ -10,6 +10,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/array.h"
 
@@ -153,4 +154,35 @@ void avg_pool2d_backward(const Arr& grad, Arr grad_input, int64_t kernel_h, int6
                          bool count_include_pad, int64_t divisor_override);
 void adaptive_avg_pool2d(const Arr& x, Arr out);
 void adaptive_avg_pool2d_backward(const Arr& grad, Arr grad_input);
+
+// ---- optim (optim.cpp, optim_loops.h, optim_avx512.cpp, optim_avx2.cpp) -----
+// One call updates every parameter of one parameter group in place with PyTorch's
+// single-tensor update. Lists are index-aligned (params[i], grads[i] and the state arrays [i]
+// share shape and dtype); state lists that an option turns off are passed empty;
+// state_steps[i] are 1-element float32 arrays (PyTorch's `step`) that the kernel increments.
+//   sgd_step:     first_step: momentum_buffers are initialised to the gradient (buf = g)
+//   adam_step:    decoupled = AdamW's weight decay; max_exp_avg_sqs only with amsgrad
+//   rmsprop_step: grad_avgs only when centered, momentum_buffers only when momentum > 0
+void sgd_step(const std::vector<Arr>& params, const std::vector<Arr>& grads,
+              const std::vector<Arr>& momentum_buffers, double lr, double momentum,
+              double dampening, double weight_decay, bool nesterov, bool maximize,
+              bool first_step);
+void adam_step(const std::vector<Arr>& params, const std::vector<Arr>& grads,
+               const std::vector<Arr>& exp_avgs, const std::vector<Arr>& exp_avg_sqs,
+               const std::vector<Arr>& max_exp_avg_sqs, const std::vector<Arr>& state_steps,
+               double lr, double beta1, double beta2, double eps, double weight_decay,
+               bool decoupled, bool amsgrad, bool maximize);
+void rmsprop_step(const std::vector<Arr>& params, const std::vector<Arr>& grads,
+                  const std::vector<Arr>& square_avgs, const std::vector<Arr>& grad_avgs,
+                  const std::vector<Arr>& momentum_buffers, const std::vector<Arr>& state_steps,
+                  double lr, double alpha, double eps, double weight_decay, double momentum,
+                  bool centered, bool maximize);
+void adagrad_step(const std::vector<Arr>& params, const std::vector<Arr>& grads,
+                  const std::vector<Arr>& state_sums, const std::vector<Arr>& state_steps,
+                  double lr, double lr_decay, double weight_decay, double eps, bool maximize);
+// Gradient clipping (optim_clip.cpp): out (1-element float64) = the norm_type-norm of all
+// tensors concatenated (float64 accumulation; inf, -inf, 0 supported); x *= scale; clamp.
+void grad_norm(const std::vector<Arr>& tensors, Arr out, double norm_type);
+void grad_scale(const std::vector<Arr>& tensors, double scale);
+void grad_clamp(const std::vector<Arr>& tensors, double min, double max);
 }  // namespace kiln::cpu

@@ -73,3 +73,7 @@ from kiln.nn.pooling import (  # noqa: F401
     MaxPool1d,
     MaxPool2d,
 )
+
+# isort: split
+# utils: gradient clipping (clip_grad_norm_, clip_grad_value_)
+from kiln.nn import utils  # noqa: E402, F401
