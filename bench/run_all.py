@@ -1,9 +1,9 @@
 """Run every kiln benchmark and write bench/RESULTS.md (plus bench/results/*.json).
 
-Order: the FMA peak (bench/peak.py, measured again unless --quick finds a cached one),
+Order (``--only conv,rnn`` runs a subset): the FMA peak (bench/peak.py, measured again unless --quick finds a cached one),
 then GEMM (bench_matmul.py), activations / softmax / cross-entropy
 (bench_activation.py), per-op overhead (bench_overhead.py) and an MLP training step
-(bench_train.py), each at 1 and 2 threads
+(bench_train_step.py), each at 1 and 2 threads
 in its own subprocesses. The markdown starts with the machine, the library versions, the
 instruction set kiln uses and the peak, then one table per bench and how to read them.
 
@@ -29,7 +29,7 @@ import bench_matmul
 import bench_optim  # optim
 import bench_overhead
 import bench_rnn  # rnn
-import bench_train
+import bench_train_step
 import peak as P
 
 HOW_TO_READ = """\
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--big", action="store_true", help="add 4096³ to the GEMM bench")
     p.add_argument("--threads", type=H.threads_arg, default=[1, 2])
     p.add_argument("--out", type=Path, default=H.HERE / "RESULTS.md")
+    p.add_argument("--only", default="", help="comma-separated bench names (e.g. conv,rnn)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     started = H.machine()
@@ -105,8 +106,6 @@ def main(argv=None) -> int:
          lambda: bench_attention.run(a.quick, a.threads)),
         ("Per-op overhead (4×4 float32)", bench_overhead,
          lambda: bench_overhead.run(a.quick, a.threads)),
-        ("Training step (MLP, float32)", bench_train,
-         lambda: bench_train.run(a.quick, a.threads)),
         # losses
         ("Losses, forward + backward (float32)", bench_loss,
          lambda: bench_loss.run(a.quick, a.threads)),
@@ -116,7 +115,12 @@ def main(argv=None) -> int:
         # optim
         ("Optimizer steps (Adam, SGD momentum; float32)", bench_optim,
          lambda: bench_optim.run(a.quick, a.threads)),
+        ("Training steps (MLP, LeNet-5, Transformer encoder layer; float32)", bench_train_step,
+         lambda: bench_train_step.run(a.quick, a.threads)),
     ]
+    if a.only:
+        keep = [w.strip() for w in a.only.split(",") if w.strip()]
+        benches = [b for b in benches if any(w in b[1].__name__ for w in keep)]
     payloads, sections = [], []
     for title, mod, fn in benches:
         H.log(f"{title}")
