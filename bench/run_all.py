@@ -1,14 +1,15 @@
 """Run every kiln benchmark and write bench/RESULTS.md (plus bench/results/*.json).
 
-Order (``--only conv,rnn`` runs a subset): the FMA peak (bench/peak.py, measured again unless --quick finds a cached one),
-then GEMM (bench_matmul.py), activations / softmax / cross-entropy
-(bench_activation.py), per-op overhead (bench_overhead.py) and an MLP training step
-(bench_train_step.py), each at 1 and 2 threads
-in its own subprocesses. The markdown starts with the machine, the library versions, the
-instruction set kiln uses and the peak, then one table per bench and how to read them.
+Order: the FMA peak (bench/peak.py, measured again unless --quick finds a cached one),
+then one bench per kernel family (GEMM, activations, attention, convolution, norms and
+pooling, losses, recurrent layers, optimizers), the per-op overhead and the end-to-end
+training steps (bench_train_step.py), each at 1 and 2 threads in its own subprocesses.
+The markdown starts with the machine, the library versions, the instruction set kiln
+uses and the peak, then one table per bench and how to read them.
 
-    python bench/run_all.py            # full run, several minutes
-    python bench/run_all.py --quick    # smoke run, well under a minute per bench
+    python bench/run_all.py                # full run, several minutes
+    python bench/run_all.py --quick        # smoke run, well under a minute per bench
+    python bench/run_all.py --only conv,rnn  # a subset (matched on the script names)
 """
 
 from __future__ import annotations
