@@ -33,7 +33,7 @@ Example:
     >>> ckpt["step"], sorted(ckpt["model"])
     (10, ['bias', 'weight'])
     >>> model.load_state_dict(ckpt["model"])
-    IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+    <All keys matched successfully>
 """
 
 from __future__ import annotations

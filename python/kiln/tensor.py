@@ -38,9 +38,11 @@ class Size(tuple):
 
 
 class Tensor:
-    # _param: set (True) only on tensors made by kiln.nn.Parameter; unset costs nothing
+    # Optional marks (an unset slot costs nothing): _param is set on tensors made by
+    # kiln.nn.Parameter; _fresh on a gradient whose buffer no one else holds, which the
+    # autograd engine may then adopt as a leaf's .grad without copying (autograd.fresh).
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_hooks", "_version", "_param",
-                 "__weakref__")
+                 "_fresh", "__weakref__")
     # NumPy defers binary operators to Tensor (ndarray + Tensor -> Tensor.__radd__)
     __array_priority__ = 1000.0
 

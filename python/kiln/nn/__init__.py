@@ -13,6 +13,9 @@ Example:
 """
 
 from kiln.nn import functional, init
+
+# attention, embedding
+from kiln.nn.attention import MultiheadAttention  # noqa: E402
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
@@ -48,6 +51,10 @@ from kiln.nn.loss import (
     SmoothL1Loss,
 )
 
+# rnn
+from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402,F401
+from kiln.nn.sparse import Embedding  # noqa: E402
+
 # isort: split
 # layers: normalization, pooling, dropout
 from kiln.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d  # noqa: F401
@@ -66,3 +73,7 @@ from kiln.nn.pooling import (  # noqa: F401
     MaxPool1d,
     MaxPool2d,
 )
+
+# isort: split
+# utils: gradient clipping (clip_grad_norm_, clip_grad_value_)
+from kiln.nn import utils  # noqa: E402, F401

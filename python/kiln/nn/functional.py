@@ -19,6 +19,10 @@ from kiln.ops.activation import (  # noqa: F401
     softplus,
     tanh,
 )
+
+# attention
+from kiln.ops.attention import scaled_dot_product_attention  # noqa: F401, E402
+from kiln.ops.embedding import embedding  # noqa: F401, E402
 from kiln.ops.loss import (  # noqa: F401
     binary_cross_entropy_with_logits,
     cross_entropy,

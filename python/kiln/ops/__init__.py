@@ -3,10 +3,13 @@ or a dedicated kernel) plus a lowercase function."""
 
 from kiln.ops import (
     activation,
+    attention,
     elementwise,
+    embedding,
     indexing,
     loss,
     matmul,
     movement,
     reduce,
+    rnn,
 )
