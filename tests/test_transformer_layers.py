@@ -4,6 +4,7 @@ outputs, input gradients and every parameter's gradient (float32, 1e-5 relative)
 layouts, norm placement, activations, bias, masks and unbatched input; dropout statistics
 and seeding; repr, deep copies, hooks and errors."""
 
+import copy
 
 import numpy as np
 import pytest
@@ -336,3 +337,168 @@ def test_float64_gradcheck():
     mask = kiln.tensor(np.triu(np.ones((3, 3), bool), 1))
     assert kiln.autograd.gradcheck(lambda t: layer(t, src_mask=mask, is_causal=True), [x])
     assert kiln.autograd.gradcheck(lambda t, m: dec(t.transpose(0, 1), m), [x, mem])
+
+
+# ---- repr, copies, hooks, dropout, errors -------------------------------------------
+@pytest.mark.parametrize("kw", [dict(), dict(bias=False, norm_first=True),
+                                dict(act="gelu_tanh_mod", batch_first=True)])
+def test_repr_and_state_dict_keys(kw):
+    tk, kk = _kwargs(kw)
+    tm = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(E, H, FF, **tk), 2,
+                                     norm=torch.nn.LayerNorm(E), enable_nested_tensor=False)
+    km = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, FF, **kk), 2,
+                               norm=nn.LayerNorm(E))
+    assert repr(km) == repr(tm)
+    assert list(km.state_dict()) == list(tm.state_dict())
+    td = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(E, H, FF, **tk), 2)
+    kd = nn.TransformerDecoder(nn.TransformerDecoderLayer(E, H, FF, **kk), 2)
+    assert repr(kd) == repr(td)
+    assert list(kd.state_dict()) == list(td.state_dict())
+
+
+def test_stack_layers_are_independent_deep_copies():
+    layer = nn.TransformerEncoderLayer(E, H, FF)
+    enc = nn.TransformerEncoder(layer, 3)
+    params = list(enc.parameters())
+    assert len(params) == 3 * len(list(layer.parameters()))
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in params)
+    assert len({id(p) for p in params}) == len(params)
+    w0 = layer.linear1.weight.detach().numpy().copy()
+    for lyr in enc.layers:
+        np.testing.assert_array_equal(lyr.linear1.weight.detach().numpy(), w0)
+    with kiln.no_grad():
+        enc.layers[0].linear1.weight.mul_(0.0)
+    np.testing.assert_array_equal(layer.linear1.weight.detach().numpy(), w0)
+    np.testing.assert_array_equal(enc.layers[1].linear1.weight.detach().numpy(), w0)
+    # copy.deepcopy of a whole stack keeps parameters parameters, too
+    enc2 = copy.deepcopy(enc)
+    assert all(isinstance(p, nn.Parameter) for p in enc2.parameters())
+    assert len(list(enc2.parameters())) == len(params)
+    # an optimizer over the stack trains every copy
+    opt = kiln.optim.SGD(enc.parameters(), lr=0.1)
+    enc(kiln.randn(L, N, E)).sum().backward()
+    assert all(p.grad is not None for p in enc.parameters())
+    opt.step()
+
+
+def _count_fused(monkeypatch):
+    from kiln.nn import transformer as T
+
+    seen = []
+    real = T.linear
+
+    def spy(x, w, b=None, activation=None):
+        seen.append(activation)
+        return real(x, w, b, activation=activation)
+
+    monkeypatch.setattr(T, "linear", spy)
+    return seen
+
+
+@pytest.mark.parametrize("act,expect", [("relu", "relu"), ("gelu", "gelu"),
+                                        ("gelu_tanh_mod", "gelu_tanh"), ("silu_fn", None)])
+def test_fused_feed_forward_used(monkeypatch, act, expect):
+    seen = _count_fused(monkeypatch)
+    km = nn.TransformerEncoderLayer(E, H, FF, activation=_act(act)[1])
+    km(kiln.randn(L, N, E))
+    assert seen == ([expect] if expect else [])
+
+
+def test_hook_on_linear1_disables_fusion_and_runs(monkeypatch):
+    """A hook on linear1 must see linear1's own output, so the fused path steps aside."""
+    seen = _count_fused(monkeypatch)
+    tm = torch.nn.TransformerEncoderLayer(E, H, FF, dropout=0.0)
+    km = nn.TransformerEncoderLayer(E, H, FF, dropout=0.0)
+    _copy(km, tm)
+    calls = []
+
+    def hook(mod, args, out):
+        calls.append(tuple(out.shape))
+        return out * 2.0
+
+    tm.linear1.register_forward_hook(hook)
+    km.linear1.register_forward_hook(hook)
+    x = np.random.default_rng(11).standard_normal((L, N, E)).astype(np.float32)
+    ko, to, kin, tin = _run_both(km, tm, [x], km, tm, True)
+    _check(km, tm, ko, to, kin, tin)
+    assert seen == [] and calls == [(L, N, FF), (L, N, FF)]
+
+
+def test_dropout_train_statistics_and_seeding():
+    p = 0.3
+    km = nn.TransformerEncoderLayer(32, 4, 256, dropout=p, batch_first=True)
+    got = {}
+    km.dropout.register_forward_hook(lambda m, a, o: got.update(inp=a[0], out=o))
+    x = kiln.randn(8, 16, 32)
+    kiln.manual_seed(123)
+    y1 = km(x).detach().numpy()
+    inp, out = got["inp"].detach().numpy(), got["out"].detach().numpy()
+    live = inp != 0  # relu zeros stay zero either way
+    dropped = (out == 0) & live
+    frac = dropped.sum() / live.sum()
+    assert abs(frac - p) < 0.02, frac
+    kept = live & ~dropped
+    np.testing.assert_allclose(out[kept], inp[kept] / (1 - p), rtol=1e-6)
+    kiln.manual_seed(123)
+    y2 = km(x).detach().numpy()
+    np.testing.assert_array_equal(y1, y2)
+    kiln.manual_seed(124)
+    y3 = km(x).detach().numpy()
+    assert not np.array_equal(y1, y3)
+    km.eval()
+    ye1, ye2 = km(x).detach().numpy(), km(x).detach().numpy()
+    np.testing.assert_array_equal(ye1, ye2)
+    assert not np.array_equal(ye1, y1)
+
+
+def test_detect_is_causal_mask():
+    from kiln.nn.transformer import _detect_is_causal_mask
+
+    causal = nn.Transformer.generate_square_subsequent_mask(4)
+    assert _detect_is_causal_mask(causal, None, 4)
+    assert _detect_is_causal_mask(np.triu(np.ones((4, 4), bool), 1), None, 4)
+    assert not _detect_is_causal_mask(causal, None, 5)
+    assert not _detect_is_causal_mask(kiln.zeros(4, 4), None, 4)
+    assert not _detect_is_causal_mask(causal, False, 4)
+    assert _detect_is_causal_mask(None, True, 4)
+    assert not _detect_is_causal_mask(None, None, 4)
+
+
+def test_errors_name_the_module():
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: d_model \(10\).*nhead \(3\)"):
+        nn.TransformerEncoderLayer(10, 3)
+    with pytest.raises(ValueError, match="TransformerDecoderLayer: d_model"):
+        nn.TransformerDecoderLayer(10, 4)
+    with pytest.raises(ValueError, match="TransformerEncoderLayer: nhead"):
+        nn.TransformerEncoderLayer(8, 0)
+    with pytest.raises(RuntimeError, match="activation should be relu/gelu, not tanh"):
+        nn.TransformerEncoderLayer(8, 2, activation="tanh")
+    with pytest.raises(TypeError, match="TransformerEncoderLayer: activation"):
+        nn.TransformerEncoderLayer(8, 2, activation=3)
+    with pytest.raises(ValueError, match="num_layers"):
+        nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), -1)
+    enc = nn.TransformerEncoderLayer(E, H, FF)
+    x = kiln.randn(L, N, E)
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer.self_attn: .*attn_mask"):
+        enc(x, src_mask=kiln.zeros(L, L + 1))
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer.self_attn: .*key_padding"):
+        enc(x, src_key_padding_mask=kiln.zeros(N + 1, L))
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: src .*\(7, 3, 8\)"):
+        enc(kiln.randn(L, N, 8))
+    with pytest.raises(ValueError, match="TransformerEncoderLayer: src"):
+        enc(kiln.randn(E))
+    with pytest.raises(RuntimeError, match="TransformerEncoderLayer.self_attn: .*is_causal"):
+        enc(x, is_causal=True)
+    dec = nn.TransformerDecoderLayer(E, H, FF)
+    mem = kiln.randn(S, N, E)
+    with pytest.raises(ValueError, match=r"TransformerDecoderLayer.multihead_attn: .*attn_mask"):
+        dec(x, mem, memory_mask=kiln.zeros(L, L))
+    with pytest.raises(ValueError, match="TransformerDecoderLayer: tgt .* and memory"):
+        dec(x, kiln.randn(S, E))
+    with pytest.raises(ValueError, match="TransformerDecoderLayer: memory"):
+        dec(x, kiln.randn(S, N, E + 1))
+    tr = nn.Transformer(E, H, 1, 1, FF)
+    with pytest.raises(RuntimeError, match="Transformer: the batch number"):
+        tr(kiln.randn(S, N, E), kiln.randn(L, N + 1, E))
+    with pytest.raises(RuntimeError, match="Transformer: the feature number"):
+        tr(kiln.randn(S, N, E), kiln.randn(L, N, E + 1))

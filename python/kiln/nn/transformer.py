@@ -84,6 +84,21 @@ def _deepcopy_module(module: Module) -> Module:
     return copy.deepcopy(module, memo)
 
 
+class _DeepCopy:
+    """``copy.deepcopy`` of these modules clones their tensors with ``_clone_tensor``
+    (keeps device and the parameter mark), then copies everything else as usual."""
+
+    def __deepcopy__(self, memo):
+        for t in list(self.parameters()) + list(self.buffers()):
+            if id(t) not in memo:
+                memo[id(t)] = _clone_tensor(t)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            object.__setattr__(new, k, copy.deepcopy(v, memo))
+        return new
+
+
 def _get_clones(module: Module, n: int) -> ModuleList:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"num_layers must be a non-negative int, got {n!r}")
@@ -129,7 +144,7 @@ def _check_heads(cls: str, d_model: int, nhead: int) -> None:
         raise ValueError(f"{cls}: d_model ({d_model}) must be divisible by nhead ({nhead})")
 
 
-class _LayerBase(Module):
+class _LayerBase(_DeepCopy, Module):
     """What the encoder and decoder layers share: activation bookkeeping, the feed-forward
     block and attention calls whose errors name the layer."""
 
@@ -326,7 +341,7 @@ class TransformerDecoderLayer(_LayerBase):
 
 
 # ---- stacks ----------------------------------------------------------------------
-class TransformerEncoder(Module):
+class TransformerEncoder(_DeepCopy, Module):
     """``num_layers`` deep copies of ``encoder_layer``, then ``norm`` if given
     (``torch.nn.TransformerEncoder``). ``enable_nested_tensor`` and ``mask_check`` are
     accepted for compatibility; kiln has no nested tensors, so padded positions are
@@ -367,7 +382,7 @@ class TransformerEncoder(Module):
         return output
 
 
-class TransformerDecoder(Module):
+class TransformerDecoder(_DeepCopy, Module):
     """``num_layers`` deep copies of ``decoder_layer``, then ``norm`` if given
     (``torch.nn.TransformerDecoder``).
 
@@ -407,7 +422,7 @@ class TransformerDecoder(Module):
         return output
 
 
-class Transformer(Module):
+class Transformer(_DeepCopy, Module):
     """Encoder-decoder transformer (``torch.nn.Transformer``): ``encoder`` is a
     TransformerEncoder with a final LayerNorm, ``decoder`` a TransformerDecoder with one;
     every parameter with more than one dimension is re-initialised xavier-uniform.
