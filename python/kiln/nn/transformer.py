@@ -63,40 +63,8 @@ def _get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
     raise RuntimeError(f"activation should be relu/gelu, not {activation}")
 
 
-def _clone_tensor(t: Tensor) -> Tensor:
-    """A deep copy of a parameter or buffer that keeps its device, dtype, requires_grad,
-    parameter mark and grad (Tensor's pickle path round-trips through host numpy and drops
-    the parameter mark, so stacks copy their tensors here instead)."""
-    c = _wrap(t.data.copy(order="C"))
-    if getattr(t, "_param", False):
-        c._param = True
-    if t.requires_grad:
-        c.requires_grad_(True)
-    if t.grad is not None:
-        c.grad = _wrap(t.grad.data.copy(order="C"))
-    return c
-
-
 def _deepcopy_module(module: Module) -> Module:
-    memo: dict = {}
-    for t in list(module.parameters()) + list(module.buffers()):
-        memo[id(t)] = _clone_tensor(t)
-    return copy.deepcopy(module, memo)
-
-
-class _DeepCopy:
-    """``copy.deepcopy`` of these modules clones their tensors with ``_clone_tensor``
-    (keeps device and the parameter mark), then copies everything else as usual."""
-
-    def __deepcopy__(self, memo):
-        for t in list(self.parameters()) + list(self.buffers()):
-            if id(t) not in memo:
-                memo[id(t)] = _clone_tensor(t)
-        new = type(self).__new__(type(self))
-        memo[id(self)] = new
-        for k, v in self.__dict__.items():
-            object.__setattr__(new, k, copy.deepcopy(v, memo))
-        return new
+    return copy.deepcopy(module)
 
 
 def _get_clones(module: Module, n: int) -> ModuleList:
@@ -144,7 +112,7 @@ def _check_heads(cls: str, d_model: int, nhead: int) -> None:
         raise ValueError(f"{cls}: d_model ({d_model}) must be divisible by nhead ({nhead})")
 
 
-class _LayerBase(_DeepCopy, Module):
+class _LayerBase(Module):
     """What the encoder and decoder layers share: activation bookkeeping, the feed-forward
     block and attention calls whose errors name the layer."""
 
@@ -341,7 +309,7 @@ class TransformerDecoderLayer(_LayerBase):
 
 
 # ---- stacks ----------------------------------------------------------------------
-class TransformerEncoder(_DeepCopy, Module):
+class TransformerEncoder(Module):
     """``num_layers`` deep copies of ``encoder_layer``, then ``norm`` if given
     (``torch.nn.TransformerEncoder``). ``enable_nested_tensor`` and ``mask_check`` are
     accepted for compatibility; kiln has no nested tensors, so padded positions are
@@ -382,7 +350,7 @@ class TransformerEncoder(_DeepCopy, Module):
         return output
 
 
-class TransformerDecoder(_DeepCopy, Module):
+class TransformerDecoder(Module):
     """``num_layers`` deep copies of ``decoder_layer``, then ``norm`` if given
     (``torch.nn.TransformerDecoder``).
 
@@ -422,7 +390,7 @@ class TransformerDecoder(_DeepCopy, Module):
         return output
 
 
-class Transformer(_DeepCopy, Module):
+class Transformer(Module):
     """Encoder-decoder transformer (``torch.nn.Transformer``): ``encoder`` is a
     TransformerEncoder with a final LayerNorm, ``decoder`` a TransformerDecoder with one;
     every parameter with more than one dimension is re-initialised xavier-uniform.
