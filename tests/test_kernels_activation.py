@@ -268,3 +268,25 @@ def test_gelu_far_tails_flush_to_limits() -> None:
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=5e-35)
     np.testing.assert_allclose(gi, dref, rtol=1e-5, atol=5e-35)
     assert out[0] == 0 and out[7] == 40 and gi[0] == 0 and gi[7] == 1
+
+
+def test_exp_based_kernels_at_extreme_inputs() -> None:
+    """The AVX-512 exp flushes results below FLT_MIN to 0 (no denormals, which are slow);
+    sigmoid/silu/softplus/tanh/elu at |x| up to 400 stay within 1.2e-38 of float64."""
+    from kiln import _cpu
+
+    x = np.linspace(-400, 400, 4001, dtype=np.float32)
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        refs = {
+            "sigmoid": 1 / (1 + np.exp(-x64)),
+            "silu": x64 / (1 + np.exp(-x64)),
+            "tanh": np.tanh(x64),
+            "softplus": np.where(x64 > 20, x64, np.log1p(np.exp(x64))),
+            "elu": np.where(x64 > 0, x64, np.expm1(x64)),
+        }
+    for name, ref in refs.items():
+        out = np.empty_like(x)
+        args = {"softplus": (1.0, 20.0), "elu": (1.0,)}.get(name, ())
+        getattr(_cpu, name)(x, out, *args)
+        np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1.2e-38, err_msg=name)
