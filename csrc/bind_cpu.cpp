@@ -63,4 +63,13 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy_backward", &k::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "target"_a, "weight"_a, "lse"_a, "grad_logits"_a, "ignore_index"_a, "label_smoothing"_a,
         "reduction"_a);
+
+  // ---- conv
+  m.def("conv2d", &k::conv2d, "x"_a, "weight"_a, "bias"_a, "out"_a, "stride_h"_a, "stride_w"_a,
+        "padding_h"_a, "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_dgrad", &k::conv2d_dgrad, "grad"_a, "weight"_a, "grad_input"_a, "stride_h"_a,
+        "stride_w"_a, "padding_h"_a, "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_wgrad", &k::conv2d_wgrad, "grad"_a, "x"_a, "grad_weight"_a, "grad_bias"_a,
+        "stride_h"_a, "stride_w"_a, "padding_h"_a, "padding_w"_a, "dilation_h"_a, "dilation_w"_a,
+        "groups"_a);
 }

@@ -77,4 +77,17 @@ PYBIND11_MODULE(_cuda, m) {
             "cross_entropy_backward"),
         "grad_loss"_a, "logits"_a, "target"_a, "weight"_a, "lse"_a, "grad_logits"_a,
         "ignore_index"_a, "label_smoothing"_a, "reduction"_a);
+
+  // ---- conv
+  using I = int64_t;
+  m.def("conv2d", k::not_implemented<Obj, Obj, Obj, Obj, I, I, I, I, I, I, I>("conv2d"), "x"_a,
+        "weight"_a, "bias"_a, "out"_a, "stride_h"_a, "stride_w"_a, "padding_h"_a, "padding_w"_a,
+        "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_dgrad", k::not_implemented<Obj, Obj, Obj, I, I, I, I, I, I, I>("conv2d_dgrad"),
+        "grad"_a, "weight"_a, "grad_input"_a, "stride_h"_a, "stride_w"_a, "padding_h"_a,
+        "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_wgrad",
+        k::not_implemented<Obj, Obj, Obj, Obj, I, I, I, I, I, I, I>("conv2d_wgrad"), "grad"_a,
+        "x"_a, "grad_weight"_a, "grad_bias"_a, "stride_h"_a, "stride_w"_a, "padding_h"_a,
+        "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
 }

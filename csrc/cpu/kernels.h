@@ -68,4 +68,22 @@ void cross_entropy_backward(const Arr& grad_loss, const Arr& logits, const Arr& 
                             const OptArr& weight, const Arr& lse, Arr grad_logits,
                             int64_t ignore_index, double label_smoothing,
                             const std::string& reduction);
+
+// ---- conv (conv.cpp, conv_gemm.cpp, conv_im2col.cpp, conv_depthwise*.cpp) --
+// 2-D convolution, NCHW, PyTorch semantics. x (N, C, H, W); weight (Co, C/groups,
+// kH, kW); out / grad (N, Co, Ho, Wo). padding_h / padding_w are the top / left
+// padding; the bottom / right padding is implied by Ho / Wo (symmetric as in
+// PyTorch, one more for an odd 'same' total, less for conv_transpose2d's
+// output_padding). bias / grad_bias: (Co,) or None.
+void conv2d(const Arr& x, const Arr& weight, const OptArr& bias, Arr out, int64_t stride_h,
+            int64_t stride_w, int64_t padding_h, int64_t padding_w, int64_t dilation_h,
+            int64_t dilation_w, int64_t groups);
+// grad_input (N, C, H, W) = d/dx of sum(grad * conv2d(x, weight)) (the transposed conv).
+void conv2d_dgrad(const Arr& grad, const Arr& weight, Arr grad_input, int64_t stride_h,
+                  int64_t stride_w, int64_t padding_h, int64_t padding_w, int64_t dilation_h,
+                  int64_t dilation_w, int64_t groups);
+// grad_weight (Co, C/groups, kH, kW) and grad_bias = sum of grad over (N, Ho, Wo).
+void conv2d_wgrad(const Arr& grad, const Arr& x, Arr grad_weight, const OptArr& grad_bias,
+                  int64_t stride_h, int64_t stride_w, int64_t padding_h, int64_t padding_w,
+                  int64_t dilation_h, int64_t dilation_w, int64_t groups);
 }  // namespace kiln::cpu

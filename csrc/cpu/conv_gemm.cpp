@@ -1,0 +1,277 @@
+// Convolution as GEMM on im2col panels (every conv that is not depthwise).
+// Per image n and group g (see conv.h for the notation; K = Cg*kh*kw):
+//   forward  out[n,g] (Cog, HWo) = W[g] (Cog, K) @ col(x[n,g]) (K, HWo)   (+ bias per row)
+//   dgrad    gx[n,g]  (Cg, HW)   = col2im(W[g]^T (K, Cog) @ gy[n,g] (Cog, HWo))
+//   wgrad    gW[g]    (Cog, K)  += gy[n,g] (Cog, HWo) @ col(x[n,g])^T (HWo, K)
+//            gb[co]             += sum_{oh, ow} gy[n, co, oh, ow]
+// A 1x1, stride-1, unpadded conv needs no im2col: x[n,g] (Cg, HW) already is
+// the panel, and dgrad writes gx directly.
+//
+// The panel is built for a chunk of output rows at a time, sized so that it
+// stays in L2 (~kPanelBytes) while the GEMM packs it; a whole image's panel of
+// a 64-channel 3x3 layer at 32x32 is 2.4 MB. The GEMM's C (or B) operand has no
+// leading-dimension argument, so with several chunks per image the chunk's
+// output goes through a small (Cog, chunk) buffer, copied into place with the
+// bias added -- which also fuses the bias into that write-back.
+//
+// Threads: with at least as many images as threads, each thread takes a
+// contiguous range of images, with its own panel buffers and a one-thread
+// GEMM (no synchronisation inside a call; the weight gradient is summed per
+// thread and reduced at the end). With fewer images than threads (batch 1),
+// images run one after another and the GEMM itself is threaded.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "cpu/conv.h"
+#include "cpu/gemm.h"
+#include "cpu/isa.h"
+
+namespace kiln::cpu::conv {
+namespace {
+
+constexpr std::size_t kPanelBytes = 512 * 1024;
+
+// C (M, N) = op(A) @ op(B), row-major, through the ISA the process uses.
+template <class T>
+void gemm_call(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    std::memset(c, 0, sizeof(T) * M * N);
+    return;
+  }
+  const gemm::Problem<T> p{a, b, c, nullptr, 1, M, N, K, 0, 0, 0, ta, tb, gemm::Act::none};
+  switch (isa()) {
+    case Isa::avx512: return gemm::run_avx512(p);
+    case Isa::avx2: return gemm::run_avx2(p);
+    default: return gemm::run_scalar(p);
+  }
+}
+
+// Output rows per panel chunk.
+template <class T>
+int64_t chunk_rows(const Geom& g) {
+  if (g.pointwise()) return g.Ho;
+  const int64_t row_bytes = g.K() * g.Wo * int64_t(sizeof(T));
+  return std::max<int64_t>(1, std::min<int64_t>(g.Ho, int64_t(kPanelBytes) / std::max<int64_t>(1, row_bytes)));
+}
+
+// Images per thread: nt > 1 means "parallel over images" (each thread runs one-thread GEMMs).
+int image_threads(const Geom& g) {
+  const int most = omp_get_max_threads();
+  if (most <= 1 || g.N < most || g.flops() < 4e6) return 1;
+  return most;
+}
+
+// f(n, tid) for every image n; parallel over images when nt > 1. Inside the
+// team each thread's GEMMs run on one thread (nthreads-var is per task).
+template <class F>
+void for_images(const Geom& g, int nt, F&& f) {
+  if (nt <= 1) {
+    for (int64_t n = 0; n < g.N; ++n) f(n, 0);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    omp_set_num_threads(1);
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    const int64_t per = (g.N + team - 1) / team;
+    const int64_t n0 = std::min<int64_t>(g.N, tid * per), n1 = std::min<int64_t>(g.N, n0 + per);
+    for (int64_t n = n0; n < n1; ++n) f(n, tid);
+  }
+}
+
+// Sum of a row with 16 independent partial sums (a single accumulator would be
+// bound by the add latency; the compiler cannot reassociate FP sums itself).
+template <class T>
+T row_sum(const T* x, int64_t n) {
+  T acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += x[i + k];
+  for (; i < n; ++i) acc[i & 15] += x[i];
+  T s = T(0);
+  for (int k = 0; k < 16; ++k) s += acc[k];
+  return s;
+}
+
+}  // namespace
+
+template <class T>
+void gemm_forward(const T* x, const T* w, const T* bias, T* out, const Geom& g) {
+  const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
+  const int64_t rows = chunk_rows<T>(g);
+  const bool chunked = rows < g.Ho;
+  const int nt = image_threads(g);
+  int failed = 0;
+  for_images(g, nt, [&](int64_t n, int) {
+    T* col = nullptr;
+    T* tmp = nullptr;
+    if (!g.pointwise()) {
+      col = static_cast<T*>(workspace(0, sizeof(T) * K * rows * g.Wo));
+      if (chunked) tmp = static_cast<T*>(workspace(1, sizeof(T) * Cog * rows * g.Wo));
+      if (!col || (chunked && !tmp)) {
+#pragma omp atomic write
+        failed = 1;
+        return;
+      }
+    }
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      const T* xg = x + (n * g.C + gi * Cg) * HW;
+      const T* wg = w + gi * Cog * K;
+      T* og = out + (n * g.Co + gi * Cog) * HWo;
+      const T* bg = bias ? bias + gi * Cog : nullptr;
+      if (!chunked) {
+        const T* b = xg;
+        if (!g.pointwise()) {
+          im2col(xg, g, 0, g.Ho, col);
+          b = col;
+        }
+        gemm_call(wg, b, og, Cog, HWo, K, false, false);
+        if (bg)
+          for (int64_t co = 0; co < Cog; ++co) {
+            T* r = og + co * HWo;
+            const T bv = bg[co];
+            for (int64_t k = 0; k < HWo; ++k) r[k] += bv;
+          }
+        continue;
+      }
+      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+        const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
+        im2col(xg, g, oh0, oh1, col);
+        gemm_call(wg, col, tmp, Cog, nc, K, false, false);
+        for (int64_t co = 0; co < Cog; ++co) {
+          T* __restrict dst = og + co * HWo + oh0 * g.Wo;
+          const T* __restrict src = tmp + co * nc;
+          const T bv = bg ? bg[co] : T(0);
+          for (int64_t k = 0; k < nc; ++k) dst[k] = src[k] + bv;
+        }
+      }
+    }
+  });
+  if (failed) throw std::bad_alloc();
+}
+
+template <class T>
+void gemm_dgrad(const T* gy, const T* w, T* gx, const Geom& g) {
+  const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
+  const int64_t rows = chunk_rows<T>(g);
+  const bool chunked = rows < g.Ho;
+  const int nt = image_threads(g);
+  int failed = 0;
+  for_images(g, nt, [&](int64_t n, int) {
+    T* gcol = nullptr;
+    T* tmp = nullptr;
+    if (!g.pointwise()) {
+      gcol = static_cast<T*>(workspace(0, sizeof(T) * K * rows * g.Wo));
+      if (chunked) tmp = static_cast<T*>(workspace(1, sizeof(T) * Cog * rows * g.Wo));
+      if (!gcol || (chunked && !tmp)) {
+#pragma omp atomic write
+        failed = 1;
+        return;
+      }
+    }
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      T* gxg = gx + (n * g.C + gi * Cg) * HW;
+      const T* wg = w + gi * Cog * K;
+      const T* gyg = gy + (n * g.Co + gi * Cog) * HWo;
+      if (g.pointwise()) {  // gx = W^T @ gy, straight into place
+        gemm_call(wg, gyg, gxg, Cg, HW, Cog, true, false);
+        continue;
+      }
+      std::memset(gxg, 0, sizeof(T) * Cg * HW);
+      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+        const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
+        const T* b = gyg;
+        if (chunked) {  // the chunk's columns of gy, made contiguous
+          for (int64_t co = 0; co < Cog; ++co)
+            std::memcpy(tmp + co * nc, gyg + co * HWo + oh0 * g.Wo, sizeof(T) * nc);
+          b = tmp;
+        }
+        gemm_call(wg, b, gcol, K, nc, Cog, true, false);
+        col2im_add(gcol, g, oh0, oh1, gxg);
+      }
+    }
+  });
+  if (failed) throw std::bad_alloc();
+}
+
+template <class T>
+void gemm_wgrad(const T* gy, const T* x, T* gw, T* gb, const Geom& g) {
+  const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
+  const int64_t wsize = g.Co * K;  // the whole weight: G * Cog * K
+  const int64_t rows = chunk_rows<T>(g);
+  const bool chunked = rows < g.Ho;
+  const int nt = image_threads(g);
+  // Per-thread partial sums of the weight and bias gradients; thread 0 sums
+  // straight into the outputs.
+  std::vector<T*> part(nt, nullptr);
+  int failed = 0;
+  std::memset(gw, 0, sizeof(T) * wsize);
+  if (gb) std::memset(gb, 0, sizeof(T) * g.Co);
+  for_images(g, nt, [&](int64_t n, int tid) {
+    T* acc = gw;
+    T* bacc = gb;
+    if (tid > 0) {
+      // slot 3: the partial sums, zeroed on this thread's first image
+      if (!part[tid]) {
+        part[tid] = static_cast<T*>(workspace(3, sizeof(T) * (wsize + g.Co)));
+        if (part[tid]) std::memset(part[tid], 0, sizeof(T) * (wsize + g.Co));
+      }
+      acc = part[tid];
+      bacc = acc ? acc + wsize : nullptr;
+    }
+    T* prod = static_cast<T*>(workspace(2, sizeof(T) * Cog * K));
+    T* col = g.pointwise() ? nullptr : static_cast<T*>(workspace(0, sizeof(T) * K * rows * g.Wo));
+    T* tmp = chunked ? static_cast<T*>(workspace(1, sizeof(T) * Cog * rows * g.Wo)) : nullptr;
+    if (!acc || !prod || (!g.pointwise() && !col) || (chunked && !tmp)) {
+#pragma omp atomic write
+      failed = 1;
+      return;
+    }
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      const T* xg = x + (n * g.C + gi * Cg) * HW;
+      const T* gyg = gy + (n * g.Co + gi * Cog) * HWo;
+      T* ag = acc + gi * Cog * K;
+      if (bacc)
+        for (int64_t co = 0; co < Cog; ++co) bacc[gi * Cog + co] += row_sum(gyg + co * HWo, HWo);
+      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+        const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
+        const T* a = gyg;
+        if (chunked) {
+          for (int64_t co = 0; co < Cog; ++co)
+            std::memcpy(tmp + co * nc, gyg + co * HWo + oh0 * g.Wo, sizeof(T) * nc);
+          a = tmp;
+        }
+        const T* b = xg;
+        if (!g.pointwise()) {
+          im2col(xg, g, oh0, oh1, col);
+          b = col;
+        }
+        gemm_call(a, b, prod, Cog, K, nc, false, true);  // (Cog, nc) @ (K, nc)^T
+        for (int64_t k = 0; k < Cog * K; ++k) ag[k] += prod[k];
+      }
+    }
+  });
+  if (failed) throw std::bad_alloc();
+  for (int t = 1; t < nt; ++t) {
+    if (!part[t]) continue;  // a thread that got no image
+    const T* p = part[t];
+    for (int64_t k = 0; k < wsize; ++k) gw[k] += p[k];
+    if (gb)
+      for (int64_t k = 0; k < g.Co; ++k) gb[k] += p[wsize + k];
+  }
+}
+
+template void gemm_forward<float>(const float*, const float*, const float*, float*, const Geom&);
+template void gemm_forward<double>(const double*, const double*, const double*, double*,
+                                   const Geom&);
+template void gemm_dgrad<float>(const float*, const float*, float*, const Geom&);
+template void gemm_dgrad<double>(const double*, const double*, double*, const Geom&);
+template void gemm_wgrad<float>(const float*, const float*, float*, float*, const Geom&);
+template void gemm_wgrad<double>(const double*, const double*, double*, double*, const Geom&);
+
+}  // namespace kiln::cpu::conv
