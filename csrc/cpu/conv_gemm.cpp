@@ -22,6 +22,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -33,7 +34,10 @@
 namespace kiln::cpu::conv {
 namespace {
 
-constexpr std::size_t kPanelBytes = 512 * 1024;
+static std::size_t kPanelBytes = [] {
+  const char* e = std::getenv("KILN_CONV_PANEL");
+  return e ? std::size_t(std::atol(e)) : std::size_t(1536 * 1024);
+}();
 
 // C (M, N) = op(A) @ op(B), row-major, through the ISA the process uses.
 template <class T>
@@ -51,12 +55,15 @@ void gemm_call(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bo
   }
 }
 
-// Output rows per panel chunk.
+// Output rows per panel chunk: as many as fit the panel budget, balanced so
+// that the last chunk is not a sliver.
 template <class T>
 int64_t chunk_rows(const Geom& g) {
   if (g.pointwise()) return g.Ho;
-  const int64_t row_bytes = g.K() * g.Wo * int64_t(sizeof(T));
-  return std::max<int64_t>(1, std::min<int64_t>(g.Ho, int64_t(kPanelBytes) / std::max<int64_t>(1, row_bytes)));
+  const int64_t row_bytes = std::max<int64_t>(1, g.K() * g.Wo * int64_t(sizeof(T)));
+  const int64_t most = std::max<int64_t>(1, int64_t(kPanelBytes) / row_bytes);
+  const int64_t nchunks = (g.Ho + most - 1) / most;
+  return (g.Ho + nchunks - 1) / nchunks;
 }
 
 // Images per thread: nt > 1 means "parallel over images" (each thread runs one-thread GEMMs).

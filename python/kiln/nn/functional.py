@@ -19,6 +19,7 @@ from kiln.ops.activation import (  # noqa: F401
     softplus,
     tanh,
 )
+from kiln.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from kiln.ops.loss import (  # noqa: F401
     binary_cross_entropy_with_logits,
     cross_entropy,

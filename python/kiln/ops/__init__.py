@@ -3,6 +3,7 @@ or a dedicated kernel) plus a lowercase function."""
 
 from kiln.ops import (
     activation,
+    conv,
     elementwise,
     indexing,
     loss,
