@@ -57,4 +57,5 @@ def tensor_repr(t) -> str:
         extras.append("requires_grad=True")
     if arr.size == 0 and arr.ndim > 1:
         extras.insert(0, f"size={tuple(arr.shape)}")
-    return prefix + body + "".join(", " + e for e in extras) + ")"
+    text = prefix + body + "".join(", " + e for e in extras) + ")"
+    return "Parameter containing:\n" + text if getattr(t, "_param", False) else text

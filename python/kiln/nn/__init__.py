@@ -1,3 +1,18 @@
-"""kiln.nn: functional ops now; Module and layers arrive with the layers issue."""
+"""``kiln.nn``: Module, Parameter, containers, layers, losses, ``functional`` and ``init``
+under ``torch.nn``'s names.
 
-from kiln.nn import functional  # noqa: F401
+Example:
+    >>> import kiln
+    >>> from kiln import nn
+    >>> net = nn.Sequential(nn.Flatten(), nn.Identity())
+    >>> net
+    Sequential(
+      (0): Flatten(start_dim=1, end_dim=-1)
+      (1): Identity()
+    )
+"""
+
+from kiln.nn import functional, init
+from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.module import Module
+from kiln.nn.parameter import Parameter
