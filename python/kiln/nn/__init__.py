@@ -14,5 +14,6 @@ Example:
 
 from kiln.nn import functional, init
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
