@@ -81,17 +81,18 @@ Geom check(const char* op, const Arr& xa, const char* xn, const Arr& w, const ch
   };
   const int64_t eh = out_size(g.H, g.kh, g.sh, g.ph, g.dh);
   const int64_t ew = out_size(g.W, g.kw, g.sw, g.pw, g.dw);
-  if (eh < 1 || ew < 1)
-    fail_value(std::string(op) + ": kernel size (dilated) " +
-               pair_str(g.dh * (g.kh - 1) + 1, g.dw * (g.kw - 1) + 1) +
-               " is larger than the padded input " + pair_str(g.H + 2 * g.ph, g.W + 2 * g.pw) +
-               ": " + shapes());
   const auto implied_ok = [](int64_t in, int64_t o, int64_t k, int64_t s, int64_t pad, int64_t d) {
     const int64_t after = (o - 1) * s + d * (k - 1) + 1 - in - pad;  // bottom / right padding
     return o >= 1 && after <= pad + 1 && after >= pad - std::max(s, d) + 1;
   };
-  if (!implied_ok(g.H, g.Ho, g.kh, g.sh, g.ph, g.dh) ||
-      !implied_ok(g.W, g.Wo, g.kw, g.sw, g.pw, g.dw))
+  const bool ok = implied_ok(g.H, g.Ho, g.kh, g.sh, g.ph, g.dh) &&
+                  implied_ok(g.W, g.Wo, g.kw, g.sw, g.pw, g.dw);
+  if (!ok && (eh < 1 || ew < 1))
+    fail_value(std::string(op) + ": kernel size (dilated) " +
+               pair_str(g.dh * (g.kh - 1) + 1, g.dw * (g.kw - 1) + 1) +
+               " is larger than the padded input " + pair_str(g.H + 2 * g.ph, g.W + 2 * g.pw) +
+               ": " + shapes());
+  if (!ok)
     fail_value(std::string(op) + ": " + yn + " of shape " + shape_str(ya) +
                " does not match the convolution of " + xn + " of shape " + shape_str(xa) +
                " by " + wn + " of shape " + shape_str(w) + cfg + ": expected (" +
