@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H
 import bench_activation
+import bench_conv
 import bench_matmul
 import bench_overhead
 import bench_train
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
          lambda: bench_overhead.run(a.quick, a.threads)),
         ("Training step (MLP, float32)", bench_train,
          lambda: bench_train.run(a.quick, a.threads)),
+        # conv
+        ("Convolutions (float32)", bench_conv, lambda: bench_conv.run(a.quick, a.threads)),
     ]
     payloads, sections = [], []
     for title, mod, fn in benches:
