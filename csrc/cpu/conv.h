@@ -87,6 +87,22 @@ void gemm_dgrad(const T* gy, const T* w, T* gx, const Geom& g);
 template <class T>
 void gemm_wgrad(const T* gy, const T* x, T* gw, T* gb, const Geom& g);
 
+// AVX-512 GEMM steps with a pre-packed A and leading dimensions for B and C
+// (conv_gemm_avx512.cpp; only called when isa() == avx512):
+//   pack_info: elements of the packed A (rows x depth) and of the edge buffer
+//   pack_a:    A(i, k) = src[i*rs + k*cs] into MR-row micro-panels
+//   gemm_packed: C (M x N, ldc) = (accumulate ? C : 0) + A_packed (M x K) @ B (K x N, ldb)
+struct PackInfo {
+  int64_t a_elems, edge_elems;
+};
+template <class T>
+PackInfo pack_info_avx512(int64_t rows, int64_t depth);
+template <class T>
+void pack_a_avx512(const T* src, int64_t rows, int64_t depth, int64_t rs, int64_t cs, T* dst);
+template <class T>
+void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N,
+                        T* c, int64_t ldc, bool accumulate, T* ebuf);
+
 // Per-thread, grow-only, 64-byte aligned scratch for the conv kernels (slots
 // 0..3; separate from the GEMM's own packing buffers). nullptr when out of memory.
 void* workspace(int slot, std::size_t bytes);

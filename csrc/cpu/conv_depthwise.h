@@ -140,11 +140,43 @@ void dw_forward(const DwArgs<T>& a) {
   if (!ok) throw std::bad_alloc();
 }
 
+// Input gradient. Stride 1 and one output channel per input channel (the
+// usual depthwise layer): gx is the forward convolution of gy, zero-padded by
+// dilation*(k-1) - padding, with the kernel flipped -- the fast forward loop.
+// Otherwise: scatter-add each gy element's taps into a padded plane, then crop.
 template <class T>
 void dw_dgrad(const DwArgs<T>& a) {
   const Geom& g = a.g;
-  const Plane pl = plane_of(g);
   const int64_t m = g.Co / g.C, taps = g.kh * g.kw, Wo = g.Wo, sw = g.sw;
+  constexpr int64_t kMaxTaps = 64;
+  if (g.sh == 1 && g.sw == 1 && m == 1 && taps <= kMaxTaps) {
+    // the gather geometry: input gy (Ho x Wo), output gx (H x W), flipped kernel
+    Geom t = g;
+    t.H = g.Ho;
+    t.W = g.Wo;
+    t.Ho = g.H;
+    t.Wo = g.W;
+    t.ph = g.dh * (g.kh - 1) - g.ph;
+    t.pw = g.dw * (g.kw - 1) - g.pw;
+    const Plane pl = plane_of(t);
+    const bool ok = for_planes<T>(g.N * g.C, g.flops(), sizeof(T) * pl.Hp * pl.Wp,
+                                  [&](int64_t task, T* P) {
+      const int64_t c = task % g.C;
+      T wf[kMaxTaps];
+      for (int64_t k = 0; k < taps; ++k) wf[k] = a.w[c * taps + taps - 1 - k];
+      fill_plane(a.gy + task * g.HWo(), t, pl, P);
+      T* gx = a.out + task * g.HW();
+      if (g.kh == 3 && g.kw == 3)
+        dw_plane_fwd<3, 3>(P, pl, wf, T(0), gx, t);
+      else if (g.kh == 5 && g.kw == 5)
+        dw_plane_fwd<5, 5>(P, pl, wf, T(0), gx, t);
+      else
+        dw_plane_fwd<0, 0>(P, pl, wf, T(0), gx, t);
+    });
+    if (!ok) throw std::bad_alloc();
+    return;
+  }
+  const Plane pl = plane_of(g);
   const bool ok = for_planes<T>(g.N * g.C, g.flops(), sizeof(T) * pl.Hp * pl.Wp,
                                 [&](int64_t t, T* P) {
     const int64_t n = t / g.C, c = t % g.C;
@@ -201,6 +233,41 @@ inline void dot_lanes(const T* __restrict gy, const T* __restrict s, int64_t n, 
   for (; ow < n; ++ow) acc[ow - (ow / 16) * 16] += gy[ow] * s[ow * sw];
 }
 
+// All KH x KW taps of one (image, channel) plane at once: each gy row chunk of
+// 16 is loaded once and multiplied into KH*KW lane accumulators (stride 1,
+// compile-time kernel size), instead of one pass over the plane per tap.
+template <int KH, int KW, class T>
+void dw_wgrad_plane(const T* P, Plane pl, const T* gy, const Geom& g, T* L) {
+  const int64_t Wo = g.Wo, dh = g.dh, dw = g.dw;
+  for (int64_t ow0 = 0; ow0 < Wo; ow0 += 16) {
+    const int64_t nw = std::min<int64_t>(16, Wo - ow0);
+    T acc[KH * KW][16] = {};
+    if (nw == 16) {
+      for (int64_t oh = 0; oh < g.Ho; ++oh) {
+        const T* __restrict gr = gy + oh * Wo + ow0;
+        const T* __restrict base = P + oh * g.sh * pl.Wp + ow0;
+#pragma GCC unroll 25
+        for (int t = 0; t < KH * KW; ++t) {
+          const T* __restrict s = base + (t / KW) * dh * pl.Wp + (t % KW) * dw;
+#pragma GCC unroll 16
+          for (int k = 0; k < 16; ++k) acc[t][k] += gr[k] * s[k];
+        }
+      }
+    } else {
+      for (int64_t oh = 0; oh < g.Ho; ++oh) {
+        const T* gr = gy + oh * Wo + ow0;
+        const T* base = P + oh * g.sh * pl.Wp + ow0;
+        for (int t = 0; t < KH * KW; ++t) {
+          const T* s = base + (t / KW) * dh * pl.Wp + (t % KW) * dw;
+          for (int64_t k = 0; k < nw; ++k) acc[t][k] += gr[k] * s[k];
+        }
+      }
+    }
+    for (int t = 0; t < KH * KW; ++t)
+      for (int k = 0; k < 16; ++k) L[t * 16 + k] += acc[t][k];
+  }
+}
+
 template <class T>
 void dw_wgrad(const DwArgs<T>& a) {
   const Geom& g = a.g;
@@ -217,19 +284,29 @@ void dw_wgrad(const DwArgs<T>& a) {
         const int64_t co = c * m + mi;
         const T* gy = a.gy + (n * g.Co + co) * g.HWo();
         T* L = lanes + mi * (taps + 1) * 16;
-        for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          const T* gr = gy + oh * Wo;
+        if (g.sw == 1 && g.kh == 3 && g.kw == 3) {
+          dw_wgrad_plane<3, 3>(P, pl, gy, g, L);
+        } else if (g.sw == 1 && g.kh == 5 && g.kw == 5) {
+          dw_wgrad_plane<5, 5>(P, pl, gy, g, L);
+        } else {
+          // tap by tap over the whole plane: the 16 lane sums stay in registers
           for (int64_t i = 0; i < g.kh; ++i)
-            for (int64_t j = 0; j < g.kw; ++j)
-              dot_lanes(gr, P + (oh * g.sh + i * g.dh) * pl.Wp + j * g.dw, Wo, g.sw,
-                        L + (i * g.kw + j) * 16);
-          if (a.gb) {
-            T* lb = L + taps * 16;
-            int64_t ow = 0;
-            for (; ow + 16 <= Wo; ow += 16)
-              for (int k = 0; k < 16; ++k) lb[k] += gr[ow + k];
-            for (; ow < Wo; ++ow) lb[ow % 16] += gr[ow];
-          }
+            for (int64_t j = 0; j < g.kw; ++j) {
+              T acc[16] = {};
+              for (int64_t oh = 0; oh < g.Ho; ++oh)
+                dot_lanes(gy + oh * Wo, P + (oh * g.sh + i * g.dh) * pl.Wp + j * g.dw, Wo, g.sw,
+                          acc);
+              T* Lt = L + (i * g.kw + j) * 16;
+              for (int k = 0; k < 16; ++k) Lt[k] += acc[k];
+            }
+        }
+        for (int64_t oh = 0; a.gb && oh < g.Ho; ++oh) {  // bias: lane sums of gy
+          const T* gr = gy + oh * Wo;
+          T* lb = L + taps * 16;
+          int64_t ow = 0;
+          for (; ow + 16 <= Wo; ow += 16)
+            for (int k = 0; k < 16; ++k) lb[k] += gr[ow + k];
+          for (; ow < Wo; ++ow) lb[ow % 16] += gr[ow];
         }
       }
     }

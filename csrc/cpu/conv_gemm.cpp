@@ -38,6 +38,11 @@ static std::size_t kPanelBytes = [] {
   const char* e = std::getenv("KILN_CONV_PANEL");
   return e ? std::size_t(std::atol(e)) : std::size_t(1536 * 1024);
 }();
+// The AVX-512 path reads the panel in place (no packed copy of it next to it in L2).
+static std::size_t kPanelBytesAvx512 = [] {
+  const char* e = std::getenv("KILN_CONV_PANEL512");
+  return e ? std::size_t(std::atol(e)) : std::size_t(1024 * 1024);
+}();
 
 // C (M, N) = op(A) @ op(B), row-major, through the ISA the process uses.
 template <class T>
@@ -58,10 +63,10 @@ void gemm_call(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bo
 // Output rows per panel chunk: as many as fit the panel budget, balanced so
 // that the last chunk is not a sliver.
 template <class T>
-int64_t chunk_rows(const Geom& g) {
+int64_t chunk_rows(const Geom& g, std::size_t budget = kPanelBytes) {
   if (g.pointwise()) return g.Ho;
   const int64_t row_bytes = std::max<int64_t>(1, g.K() * g.Wo * int64_t(sizeof(T)));
-  const int64_t most = std::max<int64_t>(1, int64_t(kPanelBytes) / row_bytes);
+  const int64_t most = std::max<int64_t>(1, int64_t(budget) / row_bytes);
   const int64_t nchunks = (g.Ho + most - 1) / most;
   return (g.Ho + nchunks - 1) / nchunks;
 }
@@ -107,8 +112,96 @@ T row_sum(const T* x, int64_t n) {
 
 }  // namespace
 
+// Adds bias[co] to the Cog rows (HWo long) of one group's output.
+template <class T>
+void add_bias_rows(T* og, const T* bg, int64_t Cog, int64_t HWo) {
+  for (int64_t co = 0; co < Cog; ++co) {
+    T* r = og + co * HWo;
+    const T bv = bg[co];
+    for (int64_t k = 0; k < HWo; ++k) r[k] += bv;
+  }
+}
+
+// AVX-512: the weight of every group packed once (into the calling thread's
+// workspace slot 3, read by the whole team), panels read / written in place.
+template <class T>
+void forward_avx512(const T* x, const T* w, const T* bias, T* out, const Geom& g) {
+  const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
+  const PackInfo pi = pack_info_avx512<T>(Cog, K);
+  T* wp = static_cast<T*>(workspace(3, sizeof(T) * pi.a_elems * g.G));
+  if (!wp) throw std::bad_alloc();
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    pack_a_avx512(w + gi * Cog * K, Cog, K, K, int64_t(1), wp + gi * pi.a_elems);
+  const int64_t rows = chunk_rows<T>(g, kPanelBytesAvx512);
+  int failed = 0;
+  for_images(g, image_threads(g), [&](int64_t n, int) {
+    T* col = g.pointwise() ? nullptr : static_cast<T*>(workspace(0, sizeof(T) * K * rows * g.Wo));
+    T* ebuf = static_cast<T*>(workspace(2, sizeof(T) * pi.edge_elems));
+    if ((!g.pointwise() && !col) || !ebuf) {
+#pragma omp atomic write
+      failed = 1;
+      return;
+    }
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      const T* xg = x + (n * g.C + gi * Cg) * HW;
+      T* og = out + (n * g.Co + gi * Cog) * HWo;
+      const T* wg = wp + gi * pi.a_elems;
+      if (g.pointwise()) {
+        gemm_packed_avx512(wg, Cog, K, xg, HW, HW, og, HWo, false, ebuf);
+      } else {
+        for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+          const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
+          im2col(xg, g, oh0, oh1, col);
+          gemm_packed_avx512(wg, Cog, K, col, nc, nc, og + oh0 * g.Wo, HWo, false, ebuf);
+        }
+      }
+      if (bias) add_bias_rows(og, bias + gi * Cog, Cog, HWo);
+    }
+  });
+  if (failed) throw std::bad_alloc();
+}
+
+template <class T>
+void dgrad_avx512(const T* gy, const T* w, T* gx, const Geom& g) {
+  const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
+  // A = W[g]^T (K x Cog): A(i, k) = W[k][i], i.e. rs = 1, cs = K
+  const PackInfo pi = pack_info_avx512<T>(K, Cog);
+  T* wp = static_cast<T*>(workspace(3, sizeof(T) * pi.a_elems * g.G));
+  if (!wp) throw std::bad_alloc();
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    pack_a_avx512(w + gi * Cog * K, K, Cog, int64_t(1), K, wp + gi * pi.a_elems);
+  const int64_t rows = chunk_rows<T>(g, kPanelBytesAvx512);
+  int failed = 0;
+  for_images(g, image_threads(g), [&](int64_t n, int) {
+    T* gcol = g.pointwise() ? nullptr : static_cast<T*>(workspace(0, sizeof(T) * K * rows * g.Wo));
+    T* ebuf = static_cast<T*>(workspace(2, sizeof(T) * pi.edge_elems));
+    if ((!g.pointwise() && !gcol) || !ebuf) {
+#pragma omp atomic write
+      failed = 1;
+      return;
+    }
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      T* gxg = gx + (n * g.C + gi * Cg) * HW;
+      const T* wg = wp + gi * pi.a_elems;
+      const T* gyg = gy + (n * g.Co + gi * Cog) * HWo;
+      if (g.pointwise()) {
+        gemm_packed_avx512(wg, Cg, Cog, gyg, HWo, HWo, gxg, HW, false, ebuf);
+        continue;
+      }
+      std::memset(gxg, 0, sizeof(T) * Cg * HW);
+      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+        const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
+        gemm_packed_avx512(wg, K, Cog, gyg + oh0 * g.Wo, HWo, nc, gcol, nc, false, ebuf);
+        col2im_add(gcol, g, oh0, oh1, gxg);
+      }
+    }
+  });
+  if (failed) throw std::bad_alloc();
+}
+
 template <class T>
 void gemm_forward(const T* x, const T* w, const T* bias, T* out, const Geom& g) {
+  if (isa() == Isa::avx512 && g.K() > 0) return forward_avx512(x, w, bias, out, g);
   const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
   const int64_t rows = chunk_rows<T>(g);
   const bool chunked = rows < g.Ho;
@@ -164,6 +257,7 @@ void gemm_forward(const T* x, const T* w, const T* bias, T* out, const Geom& g) 
 
 template <class T>
 void gemm_dgrad(const T* gy, const T* w, T* gx, const Geom& g) {
+  if (isa() == Isa::avx512 && g.K() > 0) return dgrad_avx512(gy, w, gx, g);
   const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
   const int64_t rows = chunk_rows<T>(g);
   const bool chunked = rows < g.Ho;
