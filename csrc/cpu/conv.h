@@ -91,7 +91,8 @@ void gemm_wgrad(const T* gy, const T* x, T* gw, T* gb, const Geom& g);
 // (conv_gemm_avx512.cpp; only called when isa() == avx512):
 //   pack_info: elements of the packed A (rows x depth) and of the edge buffer
 //   pack_a:    A(i, k) = src[i*rs + k*cs] into MR-row micro-panels
-//   gemm_packed: C (M x N, ldc) = (accumulate ? C : 0) + A_packed (M x K) @ B (K x N, ldb)
+//   gemm_packed: C (M x N, ldc) = (accumulate ? C : 0) + A_packed (M x K) @ op(B),
+//                op(B) = B (K x N, row stride ldb) or, trans_b, B^T with B (N x K, ldb)
 struct PackInfo {
   int64_t a_elems, edge_elems;
 };
@@ -100,8 +101,8 @@ PackInfo pack_info_avx512(int64_t rows, int64_t depth);
 template <class T>
 void pack_a_avx512(const T* src, int64_t rows, int64_t depth, int64_t rs, int64_t cs, T* dst);
 template <class T>
-void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N,
-                        T* c, int64_t ldc, bool accumulate, T* ebuf);
+void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t ldb, bool trans_b,
+                        int64_t N, T* c, int64_t ldc, bool accumulate, T* ebuf);
 
 // Per-thread, grow-only, 64-byte aligned scratch for the conv kernels (slots
 // 0..3; separate from the GEMM's own packing buffers). nullptr when out of memory.

@@ -147,12 +147,12 @@ void forward_avx512(const T* x, const T* w, const T* bias, T* out, const Geom& g
       T* og = out + (n * g.Co + gi * Cog) * HWo;
       const T* wg = wp + gi * pi.a_elems;
       if (g.pointwise()) {
-        gemm_packed_avx512(wg, Cog, K, xg, HW, HW, og, HWo, false, ebuf);
+        gemm_packed_avx512(wg, Cog, K, xg, HW, false, HW, og, HWo, false, ebuf);
       } else {
         for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
           const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
           im2col(xg, g, oh0, oh1, col);
-          gemm_packed_avx512(wg, Cog, K, col, nc, nc, og + oh0 * g.Wo, HWo, false, ebuf);
+          gemm_packed_avx512(wg, Cog, K, col, nc, false, nc, og + oh0 * g.Wo, HWo, false, ebuf);
         }
       }
       if (bias) add_bias_rows(og, bias + gi * Cog, Cog, HWo);
@@ -185,13 +185,13 @@ void dgrad_avx512(const T* gy, const T* w, T* gx, const Geom& g) {
       const T* wg = wp + gi * pi.a_elems;
       const T* gyg = gy + (n * g.Co + gi * Cog) * HWo;
       if (g.pointwise()) {
-        gemm_packed_avx512(wg, Cg, Cog, gyg, HWo, HWo, gxg, HW, false, ebuf);
+        gemm_packed_avx512(wg, Cg, Cog, gyg, HWo, false, HWo, gxg, HW, false, ebuf);
         continue;
       }
       std::memset(gxg, 0, sizeof(T) * Cg * HW);
       for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
         const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
-        gemm_packed_avx512(wg, K, Cog, gyg + oh0 * g.Wo, HWo, nc, gcol, nc, false, ebuf);
+        gemm_packed_avx512(wg, K, Cog, gyg + oh0 * g.Wo, HWo, false, nc, gcol, nc, false, ebuf);
         col2im_add(gcol, g, oh0, oh1, gxg);
       }
     }
@@ -300,8 +300,73 @@ void gemm_dgrad(const T* gy, const T* w, T* gx, const Geom& g) {
   if (failed) throw std::bad_alloc();
 }
 
+// AVX-512 weight gradient accumulated in place: per chunk,
+//   gW[g] (Cog, K) += pack(gy[n,g][:, chunk]) (Cog, nc) @ col(x[n,g])^T (nc, K),
+// the gy chunk packed as A straight from gy (ld HWo; no copy), col read as a
+// transposed B (register transposes into the L1 panel), every chunk of every
+// image of a thread summed into that thread's gW (thread 0: gw itself).
+template <class T>
+void wgrad_avx512(const T* gy, const T* x, T* gw, T* gb, const Geom& g) {
+  const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
+  const int64_t wsize = g.Co * K;
+  const int64_t rows = chunk_rows<T>(g, kPanelBytesAvx512);
+  const int64_t ncmax = rows * g.Wo;
+  const int nt = image_threads(g);
+  const PackInfo pa = pack_info_avx512<T>(Cog, ncmax), pb = pack_info_avx512<T>(Cog, ncmax);
+  std::vector<T*> part(nt, nullptr);
+  int failed = 0;
+  std::memset(gw, 0, sizeof(T) * wsize);
+  if (gb) std::memset(gb, 0, sizeof(T) * g.Co);
+  for_images(g, nt, [&](int64_t n, int tid) {
+    T* acc = gw;
+    T* bacc = gb;
+    if (tid > 0) {
+      if (!part[tid]) {
+        part[tid] = static_cast<T*>(workspace(3, sizeof(T) * (wsize + g.Co)));
+        if (part[tid]) std::memset(part[tid], 0, sizeof(T) * (wsize + g.Co));
+      }
+      acc = part[tid];
+      bacc = acc ? acc + wsize : nullptr;
+    }
+    T* col = g.pointwise() ? nullptr : static_cast<T*>(workspace(0, sizeof(T) * K * ncmax));
+    T* ap = static_cast<T*>(workspace(1, sizeof(T) * pa.a_elems));
+    T* ebuf = static_cast<T*>(workspace(2, sizeof(T) * pb.edge_elems));
+    if (!acc || (!g.pointwise() && !col) || !ap || !ebuf) {
+#pragma omp atomic write
+      failed = 1;
+      return;
+    }
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      const T* xg = x + (n * g.C + gi * Cg) * HW;
+      const T* gyg = gy + (n * g.Co + gi * Cog) * HWo;
+      if (bacc)
+        for (int64_t co = 0; co < Cog; ++co) bacc[gi * Cog + co] += row_sum(gyg + co * HWo, HWo);
+      for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += rows) {
+        const int64_t oh1 = std::min(g.Ho, oh0 + rows), nc = (oh1 - oh0) * g.Wo;
+        pack_a_avx512(gyg + oh0 * g.Wo, Cog, nc, HWo, int64_t(1), ap);
+        const T* b = xg;
+        if (!g.pointwise()) {
+          im2col(xg, g, oh0, oh1, col);
+          b = col;
+        }
+        gemm_packed_avx512(ap, Cog, nc, b, g.pointwise() ? HW : nc, true, K, acc + gi * Cog * K,
+                           K, true, ebuf);
+      }
+    }
+  });
+  if (failed) throw std::bad_alloc();
+  for (int t = 1; t < nt; ++t) {
+    const T* p = part[t];
+    if (!p) continue;  // a thread that got no image
+    for (int64_t k = 0; k < wsize; ++k) gw[k] += p[k];
+    if (gb)
+      for (int64_t k = 0; k < g.Co; ++k) gb[k] += p[wsize + k];
+  }
+}
+
 template <class T>
 void gemm_wgrad(const T* gy, const T* x, T* gw, T* gb, const Geom& g) {
+  if (isa() == Isa::avx512 && g.K() > 0) return wgrad_avx512(gy, x, gw, gb, g);
   const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
   const int64_t wsize = g.Co * K;  // the whole weight: G * Cog * K
   const int64_t rows = chunk_rows<T>(g);

@@ -36,7 +36,47 @@ struct F32x16 {
   using M = __mmask16;
   static constexpr int L = 16;
   static constexpr bool kVecMath = false;
-  static constexpr bool kTransposePack = false;
+  // trans_b packing with 16 x 16 register transposes (as in gemm_avx512.cpp):
+  // dst[k*NR + j] = src[j*ld + k] for j < cols, 0 beyond.
+  static constexpr bool kTransposePack = true;
+  template <int NR>
+  static void pack_bt(const T* src, int64_t ld, int64_t kc, T* __restrict dst, int cols) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+      const int kn = int(kc - k0 < 16 ? kc - k0 : 16);
+      const M km = mask(kn);
+      for (int h = 0; h < NR / 16; ++h) {
+        V r[16], t[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = h * 16 + i < cols ? maskz_load(km, src + (h * 16 + i) * ld + k0) : zero();
+        transpose16(r, t);
+        for (int k = 0; k < kn; ++k) store(dst + (k0 + k) * NR + h * 16, t[k]);
+      }
+    }
+  }
+  static void transpose16(const V* r, V* out) {
+    V t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 4; ++g) {
+      const V* tg = t + 4 * g;
+      u[4 * g + 0] = _mm512_shuffle_ps(tg[0], tg[2], 0x44);
+      u[4 * g + 1] = _mm512_shuffle_ps(tg[0], tg[2], 0xEE);
+      u[4 * g + 2] = _mm512_shuffle_ps(tg[1], tg[3], 0x44);
+      u[4 * g + 3] = _mm512_shuffle_ps(tg[1], tg[3], 0xEE);
+    }
+    for (int q = 0; q < 4; ++q) {
+      const V x0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+      const V x1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+      const V y0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+      const V y1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+      out[q] = _mm512_shuffle_f32x4(x0, x1, 0x88);
+      out[q + 8] = _mm512_shuffle_f32x4(x0, x1, 0xDD);
+      out[q + 4] = _mm512_shuffle_f32x4(y0, y1, 0x88);
+      out[q + 12] = _mm512_shuffle_f32x4(y0, y1, 0xDD);
+    }
+  }
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const T* p) { return _mm512_loadu_ps(p); }
   static V bcast(const T* p) { return _mm512_set1_ps(*p); }
@@ -98,7 +138,9 @@ int64_t kc_for(int64_t depth) {
 template <class T>
 PackInfo pack_info_avx512(int64_t rows, int64_t depth) {
   using Kn = typename Kern<T>::K;
-  return {cdiv(rows, Kn::MR) * Kn::MR * depth, int64_t(Kn::NR) * kc_for<T>(depth)};
+  // the edge buffer holds one kc x NR panel for any depth (kc <= the blocking's kc)
+  const int64_t kmax = gemm::blocking_for(Kn::MR, Kn::NR, sizeof(T)).kc;
+  return {cdiv(rows, Kn::MR) * Kn::MR * depth, int64_t(Kn::NR) * imin(kmax, depth)};
 }
 
 template <class T>
@@ -112,8 +154,8 @@ void pack_a_avx512(const T* src, int64_t rows, int64_t depth, int64_t rs, int64_
 }
 
 template <class T>
-void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t N,
-                        T* c, int64_t ldc, bool accumulate, T* ebuf) {
+void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t ldb, bool trans_b,
+                        int64_t N, T* c, int64_t ldc, bool accumulate, T* ebuf) {
   using Kn = typename Kern<T>::K;
   constexpr int MR = Kn::MR, NR = Kn::NR;
   if (M == 0 || N == 0) return;
@@ -123,13 +165,16 @@ void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t l
     const Epi<T> e{nullptr, Act::none, !accumulate && k0 == 0, k0 + kcc == K};
     for (int64_t jr = 0; jr < N; jr += NR) {
       const int nr = int(imin(NR, N - jr));
-      const T* bp = b + k0 * ldb + jr;
+      const T* bp = trans_b ? b + jr * ldb + k0 : b + k0 * ldb + jr;
       int64_t lb = ldb;
       // Packed when it is reused by several row panels (a kc x NR panel read in
       // place spans kc rows of B, ~2 cache lines each: more than L1 holds), and
-      // always when ragged (masked copy: never a read past B's end).
-      if (nr < NR || M > MR) {
-        gemm::pack_b_panel<Kn>(bp, ldb, 1, nr, kcc, ebuf);
+      // always when ragged (masked copy: never a read past B's end) or transposed.
+      if (nr < NR || M > MR || trans_b) {
+        if (trans_b)
+          gemm::pack_b_panel<Kn>(bp, 1, ldb, nr, kcc, ebuf);
+        else
+          gemm::pack_b_panel<Kn>(bp, ldb, 1, nr, kcc, ebuf);
         bp = ebuf;
         lb = NR;
       }
@@ -145,8 +190,8 @@ template PackInfo pack_info_avx512<double>(int64_t, int64_t);
 template void pack_a_avx512<float>(const float*, int64_t, int64_t, int64_t, int64_t, float*);
 template void pack_a_avx512<double>(const double*, int64_t, int64_t, int64_t, int64_t, double*);
 template void gemm_packed_avx512<float>(const float*, int64_t, int64_t, const float*, int64_t,
-                                        int64_t, float*, int64_t, bool, float*);
+                                        bool, int64_t, float*, int64_t, bool, float*);
 template void gemm_packed_avx512<double>(const double*, int64_t, int64_t, const double*, int64_t,
-                                         int64_t, double*, int64_t, bool, double*);
+                                         bool, int64_t, double*, int64_t, bool, double*);
 
 }  // namespace kiln::cpu::conv
