@@ -7,18 +7,26 @@
 // A 1x1, stride-1, unpadded conv needs no im2col: x[n,g] (Cg, HW) already is
 // the panel, and dgrad writes gx directly.
 //
-// The panel is built for a chunk of output rows at a time, sized so that it
-// stays in L2 (~kPanelBytes) while the GEMM packs it; a whole image's panel of
-// a 64-channel 3x3 layer at 32x32 is 2.4 MB. The GEMM's C (or B) operand has no
-// leading-dimension argument, so with several chunks per image the chunk's
-// output goes through a small (Cog, chunk) buffer, copied into place with the
-// bias added -- which also fuses the bias into that write-back.
+// The panel is built for a chunk of output rows at a time, sized to stay in
+// L2 while the GEMM uses it (a whole image's panel of a 64-channel 3x3 layer
+// at 32x32 is 2.4 MB); the bias is added per image while its output is hot.
+//
+// Two GEMM back ends:
+//  - AVX-512 (the *_avx512 functions here, GEMM steps in conv_gemm_avx512.cpp):
+//    the weight is packed once per call and shared by all images and threads;
+//    B and C take leading dimensions, so chunks are read and written in place,
+//    and the weight gradient accumulates straight into its per-thread sum.
+//  - otherwise the general gemm::run_<isa> entry points, which have no leading
+//    dimensions: with several chunks per image the chunk's output or gy columns
+//    go through a small contiguous buffer, and the weight gradient's per-chunk
+//    product is added to the per-thread sum.
 //
 // Threads: with at least as many images as threads, each thread takes a
 // contiguous range of images, with its own panel buffers and a one-thread
 // GEMM (no synchronisation inside a call; the weight gradient is summed per
 // thread and reduced at the end). With fewer images than threads (batch 1),
-// images run one after another and the GEMM itself is threaded.
+// images run one after another and the GEMM itself is threaded -- through the
+// general back end, as the AVX-512 steps run on one thread.
 #include <omp.h>
 
 #include <algorithm>
@@ -94,6 +102,13 @@ void for_images(const Geom& g, int nt, F&& f) {
     const int64_t n0 = std::min<int64_t>(g.N, tid * per), n1 = std::min<int64_t>(g.N, n0 + per);
     for (int64_t n = n0; n < n1; ++n) f(n, tid);
   }
+}
+
+// The AVX-512 back end: whenever the images are spread over the threads (or
+// one thread does everything), not when a single image needs a threaded GEMM.
+bool use_avx512(const Geom& g) {
+  return isa() == Isa::avx512 && g.K() > 0 &&
+         (image_threads(g) > 1 || omp_get_max_threads() == 1 || g.flops() < 4e6);
 }
 
 // Sum of a row with 16 independent partial sums (a single accumulator would be
@@ -201,7 +216,7 @@ void dgrad_avx512(const T* gy, const T* w, T* gx, const Geom& g) {
 
 template <class T>
 void gemm_forward(const T* x, const T* w, const T* bias, T* out, const Geom& g) {
-  if (isa() == Isa::avx512 && g.K() > 0) return forward_avx512(x, w, bias, out, g);
+  if (use_avx512(g)) return forward_avx512(x, w, bias, out, g);
   const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
   const int64_t rows = chunk_rows<T>(g);
   const bool chunked = rows < g.Ho;
@@ -257,7 +272,7 @@ void gemm_forward(const T* x, const T* w, const T* bias, T* out, const Geom& g) 
 
 template <class T>
 void gemm_dgrad(const T* gy, const T* w, T* gx, const Geom& g) {
-  if (isa() == Isa::avx512 && g.K() > 0) return dgrad_avx512(gy, w, gx, g);
+  if (use_avx512(g)) return dgrad_avx512(gy, w, gx, g);
   const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
   const int64_t rows = chunk_rows<T>(g);
   const bool chunked = rows < g.Ho;
@@ -366,7 +381,7 @@ void wgrad_avx512(const T* gy, const T* x, T* gw, T* gb, const Geom& g) {
 
 template <class T>
 void gemm_wgrad(const T* gy, const T* x, T* gw, T* gb, const Geom& g) {
-  if (isa() == Isa::avx512 && g.K() > 0) return wgrad_avx512(gy, x, gw, gb, g);
+  if (use_avx512(g)) return wgrad_avx512(gy, x, gw, gb, g);
   const int64_t Cg = g.Cg(), Cog = g.Cog(), K = g.K(), HW = g.HW(), HWo = g.HWo();
   const int64_t wsize = g.Co * K;  // the whole weight: G * Cog * K
   const int64_t rows = chunk_rows<T>(g);
