@@ -37,19 +37,22 @@ inline Plane plane_of(const Geom& g) {
   return {(g.Ho - 1) * g.sh + (g.kh - 1) * g.dh + 1, (g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1};
 }
 
-// P[r][c] = x[r - ph][c - pw], 0 outside the image.
+// P[r][c] = x[r - ph][c - pw], 0 outside the image. Plain loops, not
+// memcpy / memset: the rows are short (18 elements for a 16-wide plane) and a
+// library call per row would cost more than the copy.
 template <class T>
 void fill_plane(const T* x, const Geom& g, Plane pl, T* P) {
   const int64_t c0 = std::max<int64_t>(0, g.pw), c1 = std::min(pl.Wp, g.W + g.pw);
   for (int64_t r = 0; r < pl.Hp; ++r) {
-    T* row = P + r * pl.Wp;
+    T* __restrict row = P + r * pl.Wp;
     const int64_t ih = r - g.ph;
     if (ih < 0 || ih >= g.H || c0 >= c1) {
-      std::memset(row, 0, sizeof(T) * pl.Wp);
+      for (int64_t c = 0; c < pl.Wp; ++c) row[c] = T(0);
       continue;
     }
+    const T* __restrict src = x + ih * g.W + (c0 - g.pw);
     for (int64_t c = 0; c < c0; ++c) row[c] = T(0);
-    std::memcpy(row + c0, x + ih * g.W + (c0 - g.pw), sizeof(T) * (c1 - c0));
+    for (int64_t c = 0; c < c1 - c0; ++c) row[c0 + c] = src[c];
     for (int64_t c = c1; c < pl.Wp; ++c) row[c] = T(0);
   }
 }
