@@ -1,14 +1,15 @@
 """Run every kiln benchmark and write bench/RESULTS.md (plus bench/results/*.json).
 
 Order: the FMA peak (bench/peak.py, measured again unless --quick finds a cached one),
-then GEMM (bench_matmul.py), activations / softmax / cross-entropy
-(bench_activation.py), per-op overhead (bench_overhead.py) and an MLP training step
-(bench_train.py), each at 1 and 2 threads
-in its own subprocesses. The markdown starts with the machine, the library versions, the
-instruction set kiln uses and the peak, then one table per bench and how to read them.
+then one bench per kernel family (GEMM, activations, attention, convolution, norms and
+pooling, losses, recurrent layers, optimizers), the per-op overhead and the end-to-end
+training steps (bench_train_step.py), each at 1 and 2 threads in its own subprocesses.
+The markdown starts with the machine, the library versions, the instruction set kiln
+uses and the peak, then one table per bench and how to read them.
 
-    python bench/run_all.py            # full run, several minutes
-    python bench/run_all.py --quick    # smoke run, well under a minute per bench
+    python bench/run_all.py                # full run, several minutes
+    python bench/run_all.py --quick        # smoke run, well under a minute per bench
+    python bench/run_all.py --only conv,rnn  # a subset (matched on the script names)
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H
 import bench_activation
-import bench_conv
+import bench_attention  # attention
+import bench_conv  # conv
+import bench_loss  # losses
 import bench_matmul
+import bench_norm_pool  # norm / pool / dropout
+import bench_optim  # optim
 import bench_overhead
-import bench_train
+import bench_rnn  # rnn
+import bench_train_step
 import peak as P
 
 HOW_TO_READ = """\
@@ -87,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--big", action="store_true", help="add 4096³ to the GEMM bench")
     p.add_argument("--threads", type=H.threads_arg, default=[1, 2])
     p.add_argument("--out", type=Path, default=H.HERE / "RESULTS.md")
+    p.add_argument("--only", default="", help="comma-separated bench names (e.g. conv,rnn)")
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     started = H.machine()
@@ -97,13 +104,31 @@ def main(argv=None) -> int:
          lambda: bench_matmul.run(a.quick, a.big, a.threads)),
         ("Activations, softmax, cross-entropy (float32)", bench_activation,
          lambda: bench_activation.run(a.quick, a.threads)),
+        # attention
+        ("Fused attention (float32 SDPA)", bench_attention,
+         lambda: bench_attention.run(a.quick, a.threads)),
         ("Per-op overhead (4×4 float32)", bench_overhead,
          lambda: bench_overhead.run(a.quick, a.threads)),
-        ("Training step (MLP, float32)", bench_train,
-         lambda: bench_train.run(a.quick, a.threads)),
+        # losses
+        ("Losses, forward + backward (float32)", bench_loss,
+         lambda: bench_loss.run(a.quick, a.threads)),
+        # norm / pool / dropout
+        ("Normalization, pooling, dropout (float32)", bench_norm_pool,
+         lambda: bench_norm_pool.run(a.quick, a.threads)),
+        # rnn
+        ("Recurrent layers (LSTM, GRU, float32)", bench_rnn,
+         lambda: bench_rnn.run(a.quick, a.threads)),
+        # optim
+        ("Optimizer steps (Adam, SGD momentum; float32)", bench_optim,
+         lambda: bench_optim.run(a.quick, a.threads)),
+        ("Training steps (MLP, LeNet-5, Transformer encoder layer; float32)", bench_train_step,
+         lambda: bench_train_step.run(a.quick, a.threads)),
         # conv
         ("Convolutions (float32)", bench_conv, lambda: bench_conv.run(a.quick, a.threads)),
     ]
+    if a.only:
+        keep = [w.strip() for w in a.only.split(",") if w.strip()]
+        benches = [b for b in benches if any(w in b[1].__name__ for w in keep)]
     payloads, sections = [], []
     for title, mod, fn in benches:
         H.log(f"{title}")

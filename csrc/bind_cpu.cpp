@@ -63,6 +63,71 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("cross_entropy_backward", &k::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "target"_a, "weight"_a, "lse"_a, "grad_logits"_a, "ignore_index"_a, "label_smoothing"_a,
         "reduction"_a);
+  // ---- rnn
+  m.def("rnn_forward", &k::rnn_forward, "mode"_a, "xg"_a, "w_hh"_a, "b_hh"_a, "h0"_a, "c0"_a,
+        "lengths"_a, "out"_a, "h_n"_a, "c_n"_a, "gates"_a, "extra"_a, "direction"_a);
+  m.def("rnn_backward", &k::rnn_backward, "mode"_a, "grad_out"_a, "grad_h_n"_a, "grad_c_n"_a,
+        "w_hh"_a, "h0"_a, "c0"_a, "lengths"_a, "out"_a, "gates"_a, "extra"_a, "grad_xg"_a,
+        "grad_w_hh"_a, "grad_b_ih"_a, "grad_b_hh"_a, "grad_h0"_a, "grad_c0"_a, "direction"_a);
+
+  // ---- attention
+  m.def("attention_forward", &k::attention_forward, "q"_a, "k"_a, "v"_a, "mask"_a, "out"_a,
+        "lse"_a, "scale"_a, "is_causal"_a, "dropout_p"_a, "seed"_a);
+  m.def("attention_backward", &k::attention_backward, "grad_out"_a, "q"_a, "k"_a, "v"_a,
+        "mask"_a, "out"_a, "lse"_a, "grad_q"_a, "grad_k"_a, "grad_v"_a, "scale"_a,
+        "is_causal"_a, "dropout_p"_a, "seed"_a);
+
+  // ---- embedding
+  m.def("embedding", &k::embedding, "weight"_a, "indices"_a, "out"_a);
+  m.def("embedding_backward", &k::embedding_backward, "grad_out"_a, "indices"_a,
+        "grad_weight"_a, "padding_idx"_a, "scale_grad_by_freq"_a);
+  m.def("embedding_renorm", &k::embedding_renorm, "weight"_a, "indices"_a, "max_norm"_a,
+        "norm_type"_a);
+
+  // ---- norm / dropout / pool
+  m.def("layer_norm", &k::layer_norm, "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a,
+        "eps"_a);
+  m.def("layer_norm_backward", &k::layer_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
+        "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a);
+  m.def("batch_norm", &k::batch_norm, "x"_a, "weight"_a, "bias"_a, "running_mean"_a,
+        "running_var"_a, "out"_a, "save_mean"_a, "save_invstd"_a, "training"_a, "momentum"_a,
+        "eps"_a);
+  m.def("batch_norm_backward", &k::batch_norm_backward, "grad"_a, "x"_a, "weight"_a,
+        "save_mean"_a, "save_invstd"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a,
+        "training"_a);
+  m.def("group_norm", &k::group_norm, "x"_a, "weight"_a, "bias"_a, "out"_a, "mean"_a, "rstd"_a,
+        "num_groups"_a, "eps"_a);
+  m.def("group_norm_backward", &k::group_norm_backward, "grad"_a, "x"_a, "mean"_a, "rstd"_a,
+        "weight"_a, "grad_input"_a, "grad_weight"_a, "grad_bias"_a, "num_groups"_a);
+  m.def("dropout", &k::dropout, "x"_a, "out"_a, "seed"_a, "p"_a, "inner"_a = 1);
+  m.def("dropout_backward", &k::dropout_backward, "grad"_a, "grad_input"_a, "seed"_a, "p"_a,
+        "inner"_a = 1);
+  m.def("max_pool2d", &k::max_pool2d, "x"_a, "out"_a, "indices"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "dilation_h"_a, "dilation_w"_a);
+  m.def("max_pool2d_backward", &k::max_pool2d_backward, "grad"_a, "indices"_a, "grad_input"_a);
+  m.def("avg_pool2d", &k::avg_pool2d, "x"_a, "out"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "count_include_pad"_a, "divisor_override"_a);
+  m.def("avg_pool2d_backward", &k::avg_pool2d_backward, "grad"_a, "grad_input"_a, "kernel_h"_a, "kernel_w"_a, "stride_h"_a, "stride_w"_a, "pad_h"_a, "pad_w"_a,
+        "count_include_pad"_a, "divisor_override"_a);
+  m.def("adaptive_avg_pool2d", &k::adaptive_avg_pool2d, "x"_a, "out"_a);
+  m.def("adaptive_avg_pool2d_backward", &k::adaptive_avg_pool2d_backward, "grad"_a,
+        "grad_input"_a);
+
+  // ---- optim
+  m.def("sgd_step", &k::sgd_step, "params"_a, "grads"_a, "momentum_buffers"_a, "lr"_a,
+        "momentum"_a, "dampening"_a, "weight_decay"_a, "nesterov"_a, "maximize"_a,
+        "first_step"_a);
+  m.def("adam_step", &k::adam_step, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
+        "max_exp_avg_sqs"_a, "state_steps"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a,
+        "weight_decay"_a, "decoupled"_a, "amsgrad"_a, "maximize"_a);
+  m.def("rmsprop_step", &k::rmsprop_step, "params"_a, "grads"_a, "square_avgs"_a, "grad_avgs"_a,
+        "momentum_buffers"_a, "state_steps"_a, "lr"_a, "alpha"_a, "eps"_a, "weight_decay"_a,
+        "momentum"_a, "centered"_a, "maximize"_a);
+  m.def("adagrad_step", &k::adagrad_step, "params"_a, "grads"_a, "state_sums"_a,
+        "state_steps"_a, "lr"_a, "lr_decay"_a, "weight_decay"_a, "eps"_a, "maximize"_a);
+  m.def("grad_norm", &k::grad_norm, "tensors"_a, "out"_a, "norm_type"_a);
+  m.def("grad_scale", &k::grad_scale, "tensors"_a, "scale"_a);
+  m.def("grad_clamp", &k::grad_clamp, "tensors"_a, "min"_a, "max"_a);
 
   // ---- conv
   m.def("conv2d", &k::conv2d, "x"_a, "weight"_a, "bias"_a, "out"_a, "stride_h"_a, "stride_w"_a,

@@ -313,3 +313,69 @@ def test_init_is_seeded() -> None:
     g = np.random.default_rng(3)
     c = init.normal_(kiln.empty(3), generator=g).numpy()
     np.testing.assert_allclose(c, np.random.default_rng(3).normal(0, 1, 3), rtol=1e-6)
+
+
+def test_sequential_linear_relu_fusion_matches_unfused() -> None:
+    kiln.manual_seed(3)
+    fused = nn.Sequential(nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3), nn.ReLU())
+    plain = nn.Sequential(nn.Linear(7, 5), nn.Linear(5, 3))
+    plain.load_state_dict({k.replace("2.", "1."): v for k, v in fused.state_dict().items()})
+    x = kiln.randn(4, 7, requires_grad=True)
+    y1 = fused(x)
+    h = plain[0](x).relu()
+    y2 = plain[1](h).relu()
+    np.testing.assert_allclose(y1.detach().numpy(), y2.detach().numpy(), rtol=1e-6)
+    (y1 * y1).sum().backward()
+    g1 = [p.grad.numpy().copy() for p in fused.parameters()] + [x.grad.numpy().copy()]
+    x.grad = None
+    (y2 * y2).sum().backward()
+    g2 = [p.grad.numpy() for p in plain.parameters()] + [x.grad.numpy()]
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # a hook on the ReLU must see its call: fusion steps aside
+    seen = []
+    fused[1].register_forward_hook(lambda m, a, o: seen.append(o.shape))
+    fused(x)
+    assert seen == [kiln.Size([4, 5])]
+
+
+def test_adopted_gradients_do_not_alias() -> None:
+    lin = nn.Linear(3, 2)
+    x = kiln.randn(4, 3)
+    lin(x).sum().backward()
+    w1 = lin.weight.grad.numpy().copy()
+    lin(x).sum().backward()  # accumulates into the adopted buffer
+    np.testing.assert_allclose(lin.weight.grad.numpy(), 2 * w1, rtol=1e-6)
+    assert not np.shares_memory(lin.weight.grad.numpy(), lin.bias.grad.numpy())
+    # one gradient delivered to two leaves: the second gets a copy
+    a = kiln.ones(3, requires_grad=True)
+    b = kiln.ones(3, requires_grad=True)
+    g = kiln.autograd.fresh(kiln.full((3,), 2.0))
+    (a + b).backward(g)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.data[...] = 0
+    assert b.grad.tolist() == [2.0, 2.0, 2.0]
+    # a user's gradient tensor is never adopted
+    c = kiln.ones(3, requires_grad=True)
+    user = kiln.full((3,), 5.0)
+    (c * 1).backward(user)
+    c.grad.data[...] = 0
+    assert user.tolist() == [5.0, 5.0, 5.0]
+
+
+def test_deepcopy_keeps_parameters_and_ties() -> None:
+    import copy
+
+    lin = nn.Linear(3, 2)
+    net = nn.Sequential(lin, nn.ReLU(), lin)  # tied: the same Linear twice
+    lin(kiln.randn(1, 3)).sum().backward()
+    dup = copy.deepcopy(net)
+    params = list(dup.parameters())
+    assert len(params) == 2 and all(isinstance(p, nn.Parameter) for p in params)
+    assert dup[0] is dup[2] and dup[0].weight is not lin.weight
+    np.testing.assert_array_equal(dup[0].weight.detach().numpy(), lin.weight.detach().numpy())
+    np.testing.assert_array_equal(dup[0].weight.grad.numpy(), lin.weight.grad.numpy())
+    dup[0].weight.data[...] = 0
+    assert float(abs(lin.weight).sum()) > 0
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(lin.weight * 2)

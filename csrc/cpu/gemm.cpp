@@ -137,6 +137,11 @@ void dispatch(gemm::Problem<T> p) {
 }
 }  // namespace
 
+namespace gemm {
+void run(const Problem<float>& p) { dispatch(p); }
+void run(const Problem<double>& p) { dispatch(p); }
+}  // namespace gemm
+
 void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, const OptArr& bias,
             const std::string& activation) {
   const char* op = "matmul";

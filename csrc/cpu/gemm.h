@@ -57,4 +57,10 @@ void run_avx2(const Problem<double>& p);
 void run_scalar(const Problem<float>& p);
 void run_scalar(const Problem<double>& p);
 
+// Runs p on the ISA in use, exactly as the matmul kernel would (same K = 0 and
+// batch-folding handling), for kernels that call GEMM from their own C++ loops
+// (the recurrent layers, rnn_loop.cpp). May throw std::bad_alloc.
+void run(const Problem<float>& p);
+void run(const Problem<double>& p);
+
 }  // namespace kiln::cpu::gemm

@@ -165,3 +165,13 @@ def is_tensor(obj) -> bool:
 
 def numel(t: Tensor) -> int:
     return t.numel()
+
+
+# checkpoints (safetensors) and the RNG state they carry
+from kiln import io  # noqa: E402
+from kiln.creation import get_rng_state, set_rng_state  # noqa: E402
+from kiln.io import load, save  # noqa: E402
+
+# isort: split
+# optim
+from kiln import optim  # noqa: E402, F401

@@ -392,6 +392,15 @@ def _check_versions(n):
             )
 
 
+def fresh(t):
+    """Mark a gradient a backward just computed into a new buffer that nothing else
+    references, so the engine may adopt it as a leaf's ``.grad`` instead of copying it
+    (PyTorch steals such buffers the same way). Returns ``t``; None passes through."""
+    if t is not None:
+        t._fresh = True
+    return t
+
+
 def _deliver_leaf(t, g, captured_ids):
     if t._hooks:
         for h in t._hooks:
@@ -404,8 +413,13 @@ def _deliver_leaf(t, g, captured_ids):
             captured_ids[id(t)] = g if prev is None else prev + g
         return
     if t.grad is None:
-        # own the buffer: the gradient may alias a tensor the user still holds
-        t.grad = _wrap(g.data.copy()) if g.grad_fn is None else g
+        if g.grad_fn is not None:
+            t.grad = g
+        elif getattr(g, "_fresh", False):
+            g._fresh = False  # adopted once; a second delivery of the same tensor copies
+            t.grad = g
+        else:  # own the buffer: the gradient may alias a tensor the user still holds
+            t.grad = _wrap(g.data.copy())
     elif g.grad_fn is None and t.grad.grad_fn is None and t.grad.data.flags.writeable:
         np.add(t.grad.data, g.data, out=t.grad.data)  # accumulate in place, like PyTorch
     else:

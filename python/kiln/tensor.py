@@ -38,9 +38,11 @@ class Size(tuple):
 
 
 class Tensor:
-    # _param: set (True) only on tensors made by kiln.nn.Parameter; unset costs nothing
+    # Optional marks (an unset slot costs nothing): _param is set on tensors made by
+    # kiln.nn.Parameter; _fresh on a gradient whose buffer no one else holds, which the
+    # autograd engine may then adopt as a leaf's .grad without copying (autograd.fresh).
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_hooks", "_version", "_param",
-                 "__weakref__")
+                 "_fresh", "__weakref__")
     # NumPy defers binary operators to Tensor (ndarray + Tensor -> Tensor.__radd__)
     __array_priority__ = 1000.0
 
@@ -215,6 +217,24 @@ class Tensor:
         return tensor_repr(self)
 
     __str__ = __repr__
+
+    def __deepcopy__(self, memo):
+        """A new leaf with copied data (same device), requires_grad, grad and parameter mark."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment; detach() it first"
+            )
+        if id(self) in memo:
+            return memo[id(self)]
+        new = _wrap(self.data.copy())
+        memo[id(self)] = new
+        if getattr(self, "_param", False):
+            new._param = True
+        new.requires_grad = self.requires_grad
+        if self.grad is not None:
+            new.grad = self.grad.__deepcopy__(memo)
+        return new
 
     def __reduce__(self):
         return (_rebuild, (self.numpy(force=True), self.requires_grad))

@@ -92,9 +92,34 @@ class Sequential(Module):
         return m
 
     def forward(self, input):  # noqa: A002 - PyTorch's name
-        for m in self._modules.values():
+        mods = list(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            if i + 1 < n and _fusable(m, mods[i + 1]):
+                # Linear then ReLU: one GEMM with bias and ReLU in its write-back, and one
+                # fused backward; same values and gradients as the two modules in turn
+                input = _linear(input, m.weight, m.bias, activation="relu")
+                i += 2
+                continue
             input = m(input)
+            i += 1
         return input
+
+
+def _linear(*args, **kwargs):
+    from kiln.ops.matmul import linear
+
+    return linear(*args, **kwargs)
+
+
+def _fusable(m: Module, nxt: Module) -> bool:
+    from kiln.nn.activation import ReLU
+    from kiln.nn.linear import Linear
+
+    return (type(m) is Linear and type(nxt) is ReLU and not m._forward_hooks
+            and not m._forward_pre_hooks and not nxt._forward_hooks
+            and not nxt._forward_pre_hooks)
 
 
 class ModuleList(Module):

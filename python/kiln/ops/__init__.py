@@ -3,11 +3,14 @@ or a dedicated kernel) plus a lowercase function."""
 
 from kiln.ops import (
     activation,
+    attention,
     conv,
     elementwise,
+    embedding,
     indexing,
     loss,
     matmul,
     movement,
     reduce,
+    rnn,
 )

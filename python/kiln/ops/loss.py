@@ -1,6 +1,7 @@
 """Losses: cross_entropy (fused kernel: log-softmax + NLL + weights + label smoothing,
-forward and backward) and nll_loss; mse_loss, l1_loss and
-binary_cross_entropy_with_logits as compositions of kiln ops.
+forward and backward) and nll_loss. The other losses are in loss_regression.py
+(mse, l1, smooth_l1, huber), loss_binary.py (binary cross-entropies) and
+loss_divergence.py (kl_div, cosine_embedding_loss).
 
 cross_entropy follows ``torch.nn.functional.cross_entropy``: input (C,), (N, C) or
 (N, C, d1, ...); target class indices (int64, input's shape without C) or class
@@ -125,19 +126,43 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return loss
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  # noqa: A002
-    """Negative log-likelihood of log-probabilities: cross_entropy minus its log-softmax."""
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100,  # noqa: A002
+             reduce=None, reduction="mean"):
+    """Negative log-likelihood of log-probabilities ``input`` (C,), (N, C) or (N, C, d1, ...)
+    at class indices ``target``; ``weight`` per class, ``ignore_index`` rows count for
+    nothing (the weighted mean divides by the sum of the kept rows' weights).
+
+    >>> import kiln
+    >>> logp = kiln.tensor([[-0.1, -2.0], [-1.0, -0.5]])
+    >>> nll_loss(logp, kiln.tensor([0, 1]))
+    tensor(0.3000)
+    """
     from kiln.ops.indexing import index
+    from kiln.ops.loss_common import check_reduction, legacy_reduction
 
     op = "nll_loss"
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    check_reduction(reduction, op)
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(f"{op}: expected Tensors for input and target")
     check_float(input, op)
     if target.data.dtype.kind != "i":
         raise TypeError(f"{op}: target must be int64 class indices, got {target.dtype}")
+    ishape, tshape = tuple(input.data.shape), tuple(target.data.shape)
+    if input.data.ndim == 0:
+        raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
+    want = () if input.data.ndim == 1 else (ishape[0],) + ishape[2:]
+    if tshape != want:
+        raise ValueError(f"{op}: expected target of shape {want} for input of shape {ishape}, "
+                         f"got {tshape}")
     x = input if input.data.ndim > 1 else input.unsqueeze(0)
-    t = target.data.reshape(-1) if input.data.ndim > 1 else target.data.reshape(1)
+    t = target.data.reshape(-1)
     if x.data.ndim > 2:
         x = _class_last(x)
     C = x.data.shape[1]
+    if weight is not None and (not isinstance(weight, Tensor) or weight.data.shape != (C,)):
+        raise ValueError(f"{op}: weight must be a tensor of shape ({C},) for {C} classes, got "
+                         f"{tuple(np.shape(getattr(weight, 'data', weight)))}")
     valid = t != ignore_index
     if np.any((t[valid] < 0) | (t[valid] >= C)):
         bad = t[valid][(t[valid] < 0) | (t[valid] >= C)][0]
@@ -148,52 +173,16 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  
     wt = wrap((w[safe] * valid).astype(x.data.dtype))
     losses = ew.neg(ew.mul(picked, wt))
     if reduction == "none":
-        return losses.reshape(target.data.shape)
+        return losses.reshape(tshape)
     total = losses.sum()
-    return total if reduction == "sum" else ew.div(total, float(wt.data.sum()) or float("nan"))
-
-
-def _reduce(x: Tensor, reduction: str, op: str) -> Tensor:
-    if reduction == "mean":
-        return x.mean()
     if reduction == "sum":
-        return x.sum()
-    if reduction == "none":
-        return x
-    raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        return total
+    wsum = wt.data.sum()
+    if wsum == 0:  # every target ignored: NaN loss, zero gradient (as PyTorch)
+        return ew.add(ew.mul(total, 0.0), float("nan"))
+    return ew.div(total, wrap(wsum))
 
 
-def _same_shape(a, b, op):
-    if a.data.shape != b.data.shape:
-        raise ValueError(
-            f"{op}: input of shape {tuple(a.data.shape)} and target of shape "
-            f"{tuple(b.data.shape)} differ"
-        )
-
-
-def mse_loss(input, target, reduction="mean"):  # noqa: A002
-    _same_shape(input, target, "mse_loss")
-    d = ew.sub(input, target)
-    return _reduce(ew.mul(d, d), reduction, "mse_loss")
-
-
-def l1_loss(input, target, reduction="mean"):  # noqa: A002
-    _same_shape(input, target, "l1_loss")
-    return _reduce(ew.abs(ew.sub(input, target)), reduction, "l1_loss")
-
-
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
-                                     pos_weight=None):
-    """max(x,0) - x*t + log(1 + exp(-|x|)), with pos_weight scaling the positive term."""
-    from kiln.ops.activation import softplus
-
-    _same_shape(input, target, "binary_cross_entropy_with_logits")
-    if pos_weight is None:
-        loss = ew.sub(softplus(input), ew.mul(input, target))
-    else:
-        # (1 - t) x + (1 + (p - 1) t) softplus(-x)
-        lw = ew.add(ew.mul(ew.sub(pos_weight, 1.0), target), 1.0)
-        loss = ew.add(ew.mul(ew.sub(1.0, target), input), ew.mul(lw, softplus(ew.neg(input))))
-    if weight is not None:
-        loss = ew.mul(loss, weight)
-    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+# Regression and binary losses live in their own files; re-exported for old imports.
+from kiln.ops.loss_binary import binary_cross_entropy_with_logits  # noqa: E402, F401
+from kiln.ops.loss_regression import l1_loss, mse_loss  # noqa: E402, F401

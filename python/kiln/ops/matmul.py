@@ -13,9 +13,10 @@ import math
 import numpy as np
 
 from kiln import _cpu
-from kiln.autograd import Function, is_grad_enabled
+from kiln.autograd import Function, fresh, is_grad_enabled
+from kiln.grad_mode import _mode
 from kiln.ops import elementwise as ew
-from kiln.ops._util import kernels, sum_to, wrap
+from kiln.ops._util import contig, kernels, sum_to, wrap
 from kiln.tensor import Tensor
 
 
@@ -237,7 +238,12 @@ class Linear(Function):
         from kiln.ops.movement import reshape
 
         x, w, b, _ = ctx.inputs
-        if ctx.act == "relu":
+        if ctx.act == "relu" and not _mode.grad:  # one fused pass: g * (out > 0)
+            gd = contig(g.data).reshape(ctx.out.shape)
+            gi = np.empty_like(gd)
+            kernels(gd).relu_backward(gd, ctx.out, gi)
+            g = wrap(gi.reshape(g.data.shape))
+        elif ctx.act == "relu":  # double backward: keep the graph
             g = ew.mul(g, wrap((ctx.out > 0).astype(g.data.dtype).reshape(g.data.shape)))
         g2 = reshape(g, (_rows(g.data.shape), g.data.shape[-1]))
         gx = reshape(matmul(g2, w), x.data.shape) if x.requires_grad else None
@@ -250,6 +256,8 @@ class Linear(Function):
             from kiln.ops.reduce import sum as _sum
 
             gb = _sum(g2, 0)
+        if not _mode.grad:  # new buffers held by no one: the engine may adopt them as .grad
+            fresh(gx), fresh(gw), fresh(gb)
         return gx, gw, gb, None
 
 

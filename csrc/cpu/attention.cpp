@@ -1,0 +1,460 @@
+// Fused (flash-style) scaled-dot-product attention on the CPU, forward and backward.
+//
+//   q (B, Hq, L, D), k (B, Hkv, S, D), v (B, Hkv, S, Dv), Hq = g * Hkv (grouped-query
+//   attention: query head h reads key/value head h / g, nothing is copied);
+//   s_ij = scale * q_i . k_j + mask_ij (bool mask: False -> -inf), causal: j > i -> -inf
+//   (top-left aligned, as torch); P = softmax_j(s); out = dropout(P) @ v; lse_i = log sum_j e^s_ij.
+//
+// Forward (one task = one (b, h, 64-query tile), threads over all tasks): the query tile is
+// packed transposed and pre-scaled, then for each 64-key tile S^T = K_j Q^T is formed, the
+// online softmax keeps a running max m and sum l per query (rescaling the output rows by
+// alpha = e^(m_old - m_new)), and out += P V_j. Causal key tiles above the diagonal are never
+// visited. Only out and lse are written: memory is O(T * D), never O(T^2).
+//
+// Backward (FlashAttention-2): a pre-pass packs Q^T (scaled), dO^T and D_i = rowsum(dO * O) per
+// query tile; then per 64-key tile, over the query tiles (of every query head of the group):
+//   P = exp(s - lse), dV_j += P~^T dO, dP~ = dO V_j^T, dS = P * (dP - D_i),
+//   dK_j += scale dS^T Q, dQ += scale dS K_j            (P~ = P * keep / (1-p) under dropout)
+// dK_j, dV_j are private to the task. dQ rows are shared by all key tiles of a head, so the
+// threads own whole (b, kv-head) units when there are enough of them (dQ is then written
+// without conflict and no extra memory); with fewer units than threads (e.g. B = H = 1) the
+// key tiles of a unit are split over threads, each accumulating dQ into a private (g, L, D)
+// buffer that is summed afterwards -- O(threads * T * D), cheaper than the second pass over
+// query tiles (two more tile GEMMs per tile pair) that would avoid it.
+//
+// Dropout masks come from Philox (csrc/common/philox.h) at element index
+// ((b * Hq + h) * L + i) * S + j, so backward regenerates the forward's mask exactly.
+// Fully masked rows give out = 0, lse = -inf and zero gradients (as torch 2.13).
+#include <omp.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "common/philox.h"
+#include "cpu/attention.h"
+#include "cpu/isa.h"
+#include "cpu/kernels.h"
+
+namespace kiln::cpu {
+namespace {
+using attn::Ops;
+constexpr int64_t kBr = 64;  // queries per tile (SIMD lanes; attention_tiles.cpp assumes <= 64)
+constexpr int64_t kBc = 64;  // keys per tile
+constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.6931471805599453;
+
+struct Geo {
+  int64_t B, Hq, Hkv, L, S, D, Dv, g;
+  const void* mask = nullptr;
+  bool mask_bool = false;
+  int64_t msb = 0, msh = 0, msl = 0, mss = 0;
+  double scale = 1;
+  bool causal = false;
+  double p = 0;
+  uint64_t seed = 0;
+  int64_t nqb() const { return (L + kBr - 1) / kBr; }
+  int64_t nkb() const { return (S + kBc - 1) / kBc; }
+};
+
+// Per-thread grow-only, 64-byte aligned scratch, reused across calls (never shrinks).
+struct Scratch {
+  void* ptr[8] = {};
+  size_t cap[8] = {};
+  ~Scratch() {
+    for (void* p : ptr) std::free(p);
+  }
+};
+thread_local Scratch t_scratch;
+std::atomic<bool> g_oom{false};
+
+template <class T>
+T* scratch(int slot, int64_t n) {
+  Scratch& s = t_scratch;
+  const size_t bytes = size_t(std::max<int64_t>(n, 1)) * sizeof(T);
+  if (bytes > s.cap[slot]) {
+    std::free(s.ptr[slot]);
+    const size_t want = (bytes + 4095) / 4096 * 4096;
+    s.ptr[slot] = std::aligned_alloc(64, want);
+    s.cap[slot] = s.ptr[slot] ? want : 0;
+    if (!s.ptr[slot]) g_oom = true;
+  }
+  return static_cast<T*>(s.ptr[slot]);
+}
+
+template <class T>
+const Ops<T>& ops_for() {
+  if constexpr (std::is_same_v<T, float>)
+    if (isa() == Isa::avx512) return attn::ops_avx512_f32();
+  return attn::ops_portable<T>();
+}
+
+// ---- argument checks ------------------------------------------------------------------
+void check4(const Arr& a, const char* op, const char* name) {
+  check_input(a, op, name);
+  if (a.ndim() != 4) fail_value(std::string(op) + ": " + describe(a, name) + " must be 4-d");
+}
+
+void expect(const Arr& a, const char* op, const char* name, std::initializer_list<int64_t> dims) {
+  bool ok = a.ndim() == int64_t(dims.size());
+  int i = 0;
+  for (int64_t d : dims) ok = ok && a.shape(i++) == d;
+  if (!ok) {
+    std::string want = "(";
+    for (int64_t d : dims) want += std::to_string(d) + ", ";
+    fail_value(std::string(op) + ": " + describe(a, name) + " must have shape " +
+               want.substr(0, want.size() - 2) + ")");
+  }
+}
+
+Geo check_args(const char* op, const Arr& q, const Arr& k, const Arr& v, const OptArr& mask,
+               double scale, bool causal, double p, uint64_t seed) {
+  check_float(q, op, "q");
+  check4(q, op, "q");
+  check4(k, op, "k");
+  check4(v, op, "v");
+  check_same_dtype(q, k, op, "q", "k");
+  check_same_dtype(q, v, op, "q", "v");
+  Geo G;
+  G.B = q.shape(0), G.Hq = q.shape(1), G.L = q.shape(2), G.D = q.shape(3);
+  G.Hkv = k.shape(1), G.S = k.shape(2), G.Dv = v.shape(3);
+  if (k.shape(0) != G.B || k.shape(3) != G.D || v.shape(0) != G.B || v.shape(1) != G.Hkv ||
+      v.shape(2) != G.S)
+    fail_value(std::string(op) + ": incompatible " + describe(q, "q") + ", " + describe(k, "k") +
+               ", " + describe(v, "v") + " (want (B, Hq, L, D), (B, Hkv, S, D), (B, Hkv, S, Dv))");
+  if (G.Hkv == 0 ? G.Hq != 0 : G.Hq % G.Hkv != 0)
+    fail_value(std::string(op) + ": query heads " + std::to_string(G.Hq) +
+               " must be a multiple of key/value heads " + std::to_string(G.Hkv));
+  G.g = G.Hkv ? G.Hq / G.Hkv : 1;
+  if (!(p >= 0 && p <= 1)) fail_value(std::string(op) + ": dropout_p must be in [0, 1]");
+  G.scale = scale, G.causal = causal, G.p = p, G.seed = seed;
+  if (mask) {
+    const Arr& m = *mask;
+    check4(m, op, "mask");
+    const int64_t full[4] = {G.B, G.Hq, G.L, G.S};
+    int64_t st[4], acc = 1;
+    for (int i = 3; i >= 0; --i) {
+      if (m.shape(i) != 1 && m.shape(i) != full[i])
+        fail_value(std::string(op) + ": " + describe(m, "mask") + " does not broadcast to (" +
+                   std::to_string(G.B) + ", " + std::to_string(G.Hq) + ", " +
+                   std::to_string(G.L) + ", " + std::to_string(G.S) + ")");
+      st[i] = m.shape(i) == 1 ? 0 : acc;
+      acc *= m.shape(i);
+    }
+    G.msb = st[0], G.msh = st[1], G.msl = st[2], G.mss = st[3];
+    G.mask_bool = dtype_of(m) == DType::b8;
+    if (!G.mask_bool) check_same_dtype(q, m, op, "q", "mask");
+    G.mask = m.data();
+  }
+  return G;
+}
+
+// ---- tile helpers (scalar: they touch jn * n elements, the GEMMs jn * n * D) -------------
+template <class T>
+void apply_mask(const Geo& G, T* st, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t j0,
+                int64_t jn) {
+  const int64_t off0 = b * G.msb + h * G.msh + j0 * G.mss;
+  for (int64_t ii = 0; ii < n; ++ii) {
+    const int64_t off = off0 + (i0 + ii) * G.msl;
+    if (G.mask_bool) {
+      const bool* row = static_cast<const bool*>(G.mask) + off;
+      for (int64_t jj = 0; jj < jn; ++jj)
+        if (!row[jj * G.mss]) st[jj * kBr + ii] = -std::numeric_limits<T>::infinity();
+    } else {
+      const T* row = static_cast<const T*>(G.mask) + off;
+      for (int64_t jj = 0; jj < jn; ++jj) st[jj * kBr + ii] += row[jj * G.mss] * T(kLog2e);
+    }
+  }
+}
+
+template <class T>
+void apply_causal(T* st, int64_t i0, int64_t j0, int64_t jn) {
+  if (j0 + jn - 1 <= i0) return;  // tile entirely on or below the diagonal
+  for (int64_t jj = 0; jj < jn; ++jj)
+    for (int64_t ii = 0; ii < kBr; ++ii)
+      if (j0 + jj > i0 + ii) st[jj * kBr + ii] = -std::numeric_limits<T>::infinity();
+}
+
+// z[jj * kBr + ii] = keep ? 1 / (1 - p) : 0 for the tile's valid lanes, 0 for padded ones.
+template <class T>
+void dropout_factors(const Geo& G, T* z, int64_t bh, int64_t i0, int64_t n, int64_t j0,
+                     int64_t jn) {
+  const float p = float(G.p);
+  const T fac = G.p < 1 ? T(1.0 / (1.0 - G.p)) : T(0);
+  for (int64_t ii = 0; ii < kBr; ++ii) {
+    if (ii >= n) {
+      for (int64_t jj = 0; jj < jn; ++jj) z[jj * kBr + ii] = 0;
+      continue;
+    }
+    const uint64_t base = uint64_t((bh * G.L + i0 + ii) * G.S + j0);
+    uint32_t w[4];
+    uint64_t blk = ~uint64_t(0);
+    for (int64_t jj = 0; jj < jn; ++jj) {
+      const uint64_t idx = base + uint64_t(jj);
+      if ((idx >> 2) != blk) philox4x32(G.seed, blk = idx >> 2, w);
+      const float u = float(w[idx & 3] >> 8) * (1.0f / 16777216.0f);
+      z[jj * kBr + ii] = u >= p ? fac : T(0);
+    }
+  }
+}
+
+// ---- forward ----------------------------------------------------------------------------
+template <class T>
+void fwd_tile(const Geo& G, const Ops<T>& ops, const T* q, const T* k, const T* v, T* out,
+              T* lse, int64_t bh, int64_t qb) {
+  const int64_t D = G.D, Dv = G.Dv, b = bh / G.Hq, h = bh % G.Hq;
+  const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0);
+  T* qt = scratch<T>(0, D * kBr);
+  T* st = scratch<T>(1, kBc * kBr);
+  T* stat = scratch<T>(2, 3 * kBr);
+  T* z = G.p > 0 ? scratch<T>(3, kBc * kBr) : nullptr;
+  if (g_oom) return;
+  T *m = stat, *l = stat + kBr, *alpha = stat + 2 * kBr;
+  const T* qh = q + (bh * G.L + i0) * D;
+  const T sc = T(G.scale * kLog2e);
+  for (int64_t ii = 0; ii < kBr; ++ii)
+    for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = ii < n ? qh[ii * D + d] * sc : T(0);
+  const int64_t hk = b * G.Hkv + h / G.g;
+  const T* kh = k + hk * G.S * D;
+  const T* vh = v + hk * G.S * Dv;
+  T* o = out + (bh * G.L + i0) * Dv;
+  for (int64_t ii = 0; ii < kBr; ++ii)
+    m[ii] = -std::numeric_limits<T>::infinity(), l[ii] = 0;
+  const int64_t jend = G.causal ? std::min(G.S, i0 + n) : G.S;
+  for (int64_t j0 = 0; j0 < jend; j0 += kBc) {
+    const int64_t jn = std::min(kBc, jend - j0);
+    ops.gemm(jn, kBr, D, kh + j0 * D, D, 1, qt, kBr, st, kBr, false, nullptr);
+    if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn);
+    if (G.causal) apply_causal(st, i0, j0, jn);
+    ops.softmax_step(st, jn, kBr, m, l, alpha);
+    if (z) {
+      dropout_factors(G, z, bh, i0, n, j0, jn);
+      for (int64_t e = 0; e < jn * kBr; ++e) st[e] *= z[e];
+    }
+    // o = o * alpha + P V_j (the first tile overwrites o)
+    ops.gemm(n, Dv, jn, st, 1, kBr, vh + j0 * Dv, Dv, o, Dv, j0 > 0, alpha);
+  }
+  if (jend == 0) std::memset(o, 0, sizeof(T) * size_t(n * Dv));
+  T* lrow = lse + bh * G.L + i0;
+  for (int64_t ii = 0; ii < n; ++ii) {
+    const T inv = l[ii] == T(0) ? T(0) : T(1) / l[ii];  // fully masked row: 0, as torch
+    for (int64_t d = 0; d < Dv; ++d) o[ii * Dv + d] *= inv;
+    lrow[ii] = l[ii] == T(0) ? -std::numeric_limits<T>::infinity()
+                             : T((double(m[ii]) + std::log2(double(l[ii]))) * kLn2);
+  }
+}
+
+int threads_for(double flops) { return flops < 4e6 ? 1 : omp_get_max_threads(); }
+
+template <class T>
+void forward(const Geo& G, const T* q, const T* k, const T* v, T* out, T* lse) {
+  const Ops<T>& ops = ops_for<T>();
+  const int64_t nqb = G.nqb(), ntask = G.B * G.Hq * nqb;
+  const int nt = threads_for(4.0 * double(G.B * G.Hq) * double(G.L) * double(G.S) * double(G.D));
+  g_oom = false;
+  // heaviest tiles first (causal: the last query tiles see the most keys)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (int64_t t = 0; t < ntask; ++t)
+    fwd_tile(G, ops, q, k, v, out, lse, t / nqb, nqb - 1 - t % nqb);
+}
+
+// ---- backward ---------------------------------------------------------------------------
+template <class T>
+struct Packed {  // per query tile of every (b, h): Q^T * scale, dO^T, D_i, lse (+inf = no weight)
+  T *qt, *dot, *di, *lse;
+};
+
+template <class T>
+void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* lse,
+                 const Packed<T>& P, int64_t bh, int64_t qb) {
+  const int64_t D = G.D, Dv = G.Dv, tile = bh * G.nqb() + qb;
+  const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0);
+  T* qt = P.qt + tile * D * kBr;
+  T* dot = P.dot + tile * Dv * kBr;
+  T* di = P.di + tile * kBr;
+  T* ls = P.lse + tile * kBr;
+  const T* qh = q + (bh * G.L + i0) * D;
+  const T* gh = go + (bh * G.L + i0) * Dv;
+  const T* oh = out + (bh * G.L + i0) * Dv;
+  const T sc = T(G.scale * kLog2e);
+  for (int64_t ii = 0; ii < kBr; ++ii) {
+    const bool in = ii < n;
+    for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = in ? qh[ii * D + d] * sc : T(0);
+    double s = 0;
+    for (int64_t d = 0; d < Dv; ++d) {
+      dot[d * kBr + ii] = in ? gh[ii * Dv + d] : T(0);
+      if (in) s += double(gh[ii * Dv + d]) * double(oh[ii * Dv + d]);
+    }
+    di[ii] = T(s);
+    const T lv = in ? lse[bh * G.L + i0 + ii] : std::numeric_limits<T>::infinity();
+    ls[ii] = lv == -std::numeric_limits<T>::infinity() ? std::numeric_limits<T>::infinity()
+                                                        : T(double(lv) * kLog2e);
+  }
+}
+
+// One key tile of one (b, kv-head) unit; dq points at the unit's (g, L, D) dQ accumulator.
+template <class T>
+void bwd_tile(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, const T* q,
+              const T* k, const T* v, T* gk, T* gv, T* dq, int64_t b, int64_t hk, int64_t kb) {
+  const int64_t D = G.D, Dv = G.Dv, nqb = G.nqb();
+  const int64_t j0 = kb * kBc, jn = std::min(kBc, G.S - j0);
+  T* dk = scratch<T>(0, kBc * D);
+  T* dv = scratch<T>(1, kBc * Dv);
+  T* st = scratch<T>(2, kBc * kBr);
+  T* dpt = scratch<T>(3, kBc * kBr);
+  T* z = G.p > 0 ? scratch<T>(4, kBc * kBr) : nullptr;
+  T* pd = G.p > 0 ? scratch<T>(5, kBc * kBr) : nullptr;
+  if (g_oom) return;
+  std::memset(dk, 0, sizeof(T) * size_t(jn * D));
+  std::memset(dv, 0, sizeof(T) * size_t(jn * Dv));
+  const int64_t u = b * G.Hkv + hk;
+  const T* kh = k + (u * G.S + j0) * D;
+  const T* vh = v + (u * G.S + j0) * Dv;
+  for (int64_t r = 0; r < G.g; ++r) {
+    const int64_t h = hk * G.g + r, bh = b * G.Hq + h;
+    for (int64_t qb = G.causal ? j0 / kBr : 0; qb < nqb; ++qb) {
+      const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0), tile = bh * nqb + qb;
+      ops.gemm(jn, kBr, D, kh, D, 1, P.qt + tile * D * kBr, kBr, st, kBr, false, nullptr);
+      if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn);
+      if (G.causal) apply_causal(st, i0, j0, jn);
+      ops.exp_sub(st, jn, kBr, P.lse + tile * kBr);
+      const T* pdrop = st;
+      if (z) {
+        dropout_factors(G, z, bh, i0, n, j0, jn);
+        for (int64_t e = 0; e < jn * kBr; ++e) pd[e] = st[e] * z[e];
+        pdrop = pd;
+      }
+      ops.gemm(jn, Dv, n, pdrop, kBr, 1, go + (bh * G.L + i0) * Dv, Dv, dv, Dv, true, nullptr);
+      ops.gemm(jn, kBr, Dv, vh, Dv, 1, P.dot + tile * Dv * kBr, kBr, dpt, kBr, false, nullptr);
+      if (z)
+        for (int64_t e = 0; e < jn * kBr; ++e) dpt[e] *= z[e];
+      ops.ds(st, dpt, jn, kBr, P.di + tile * kBr);
+      ops.gemm(jn, D, n, dpt, kBr, 1, q + (bh * G.L + i0) * D, D, dk, D, true, nullptr);
+      ops.gemm(n, D, jn, dpt, 1, kBr, kh, D, dq + (r * G.L + i0) * D, D, true, nullptr);
+    }
+  }
+  const T sc = T(G.scale);
+  T* gkr = gk + (u * G.S + j0) * D;
+  T* gvr = gv + (u * G.S + j0) * Dv;
+  for (int64_t e = 0; e < jn * D; ++e) gkr[e] = dk[e] * sc;
+  std::memcpy(gvr, dv, sizeof(T) * size_t(jn * Dv));
+}
+
+// Caller-thread scratch for the whole call (packed tiles, private dQ buffers).
+template <class T>
+T* call_scratch(int slot, int64_t n) {
+  return scratch<T>(6 + slot, n);
+}
+
+template <class T>
+void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, const T* out,
+              const T* lse, T* gq, T* gk, T* gv) {
+  const Ops<T>& ops = ops_for<T>();
+  const int64_t nqb = G.nqb(), nkb = G.nkb(), BH = G.B * G.Hq, units = G.B * G.Hkv;
+  const int64_t ntile = BH * nqb;
+  const int nt = threads_for(10.0 * double(BH) * double(G.L) * double(G.S) * double(G.D));
+  g_oom = false;
+  T* ws = call_scratch<T>(0, ntile * kBr * (G.D + G.Dv + 2));
+  if (g_oom) throw std::bad_alloc();
+  const Packed<T> P{ws, ws + ntile * kBr * G.D, ws + ntile * kBr * (G.D + G.Dv),
+                    ws + ntile * kBr * (G.D + G.Dv + 1)};
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t t = 0; t < ntile; ++t) bwd_prepass(G, go, q, out, lse, P, t / nqb, t % nqb);
+  const int64_t unit_q = G.g * G.L * G.D;  // one unit's dQ elements
+  std::memset(gq, 0, sizeof(T) * size_t(BH * G.L * G.D));
+  if (nt == 1 || units % nt == 0 || units >= 4 * nt) {
+    // threads own whole units: dQ written in place
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t uu = 0; uu < units; ++uu)
+      for (int64_t kb = 0; kb < nkb; ++kb)
+        bwd_tile(G, ops, P, go, q, k, v, gk, gv, gq + uu * unit_q, uu / G.Hkv, uu % G.Hkv, kb);
+  } else {
+    T* priv = call_scratch<T>(1, int64_t(nt) * unit_q);
+    if (g_oom) throw std::bad_alloc();
+    for (int64_t uu = 0; uu < units; ++uu) {
+#pragma omp parallel num_threads(nt)
+      {
+        T* mine = priv + int64_t(omp_get_thread_num()) * unit_q;
+        std::memset(mine, 0, sizeof(T) * size_t(unit_q));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t kb = 0; kb < nkb; ++kb)
+          bwd_tile(G, ops, P, go, q, k, v, gk, gv, mine, uu / G.Hkv, uu % G.Hkv, kb);
+        T* dst = gq + uu * unit_q;
+        const int nth = omp_get_num_threads();
+#pragma omp for schedule(static)
+        for (int64_t e = 0; e < unit_q; ++e) {
+          T s = 0;
+          for (int t = 0; t < nth; ++t) s += priv[int64_t(t) * unit_q + e];
+          dst[e] = s;
+        }
+      }
+    }
+  }
+  if (g_oom) throw std::bad_alloc();
+  const T sc = T(G.scale);
+  const int64_t nq = BH * G.L * G.D;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int64_t e = 0; e < nq; ++e) gq[e] *= sc;
+}
+}  // namespace
+
+void attention_forward(const Arr& q, const Arr& k, const Arr& v, const OptArr& mask, Arr out,
+                       Arr lse, double scale, bool is_causal, double dropout_p, uint64_t seed) {
+  const char* op = "attention_forward";
+  const Geo G = check_args(op, q, k, v, mask, scale, is_causal, dropout_p, seed);
+  check_output(out, op, "out");
+  check_output(lse, op, "lse");
+  check_same_dtype(q, out, op, "q", "out");
+  check_same_dtype(q, lse, op, "q", "lse");
+  expect(out, op, "out", {G.B, G.Hq, G.L, G.Dv});
+  expect(lse, op, "lse", {G.B, G.Hq, G.L});
+  if (G.B * G.Hq * G.L == 0) return;
+  dispatch_float(q, op, "q", [&](auto t) {
+    using T = decltype(t);
+    const T *qp = cdata<T>(q), *kp = cdata<T>(k), *vp = cdata<T>(v);
+    T *op_ = data<T>(out), *lp = data<T>(lse);
+    py::gil_scoped_release nogil;
+    forward<T>(G, qp, kp, vp, op_, lp);
+  });
+  if (g_oom) throw std::bad_alloc();
+}
+
+void attention_backward(const Arr& grad_out, const Arr& q, const Arr& k, const Arr& v,
+                        const OptArr& mask, const Arr& out, const Arr& lse, Arr grad_q,
+                        Arr grad_k, Arr grad_v, double scale, bool is_causal, double dropout_p,
+                        uint64_t seed) {
+  const char* op = "attention_backward";
+  const Geo G = check_args(op, q, k, v, mask, scale, is_causal, dropout_p, seed);
+  check_input(grad_out, op, "grad_out");
+  check_input(out, op, "out");
+  check_input(lse, op, "lse");
+  for (const Arr* a : {&grad_out, &out, &lse}) check_same_dtype(q, *a, op, "q", "grad_out/out/lse");
+  expect(grad_out, op, "grad_out", {G.B, G.Hq, G.L, G.Dv});
+  expect(out, op, "out", {G.B, G.Hq, G.L, G.Dv});
+  expect(lse, op, "lse", {G.B, G.Hq, G.L});
+  check_output(grad_q, op, "grad_q");
+  check_output(grad_k, op, "grad_k");
+  check_output(grad_v, op, "grad_v");
+  check_same_dtype(q, grad_q, op, "q", "grad_q");
+  check_same_dtype(q, grad_k, op, "q", "grad_k");
+  check_same_dtype(q, grad_v, op, "q", "grad_v");
+  expect(grad_q, op, "grad_q", {G.B, G.Hq, G.L, G.D});
+  expect(grad_k, op, "grad_k", {G.B, G.Hkv, G.S, G.D});
+  expect(grad_v, op, "grad_v", {G.B, G.Hkv, G.S, G.Dv});
+  dispatch_float(q, op, "q", [&](auto t) {
+    using T = decltype(t);
+    T *gq = data<T>(grad_q), *gk = data<T>(grad_k), *gv = data<T>(grad_v);
+    py::gil_scoped_release nogil;
+    std::memset(gk, 0, sizeof(T) * size_t(G.B * G.Hkv * G.S * G.D));
+    std::memset(gv, 0, sizeof(T) * size_t(G.B * G.Hkv * G.S * G.Dv));
+    if (G.B * G.Hq * G.L == 0 || G.S == 0) {
+      std::memset(gq, 0, sizeof(T) * size_t(G.B * G.Hq * G.L * G.D));
+      return;
+    }
+    backward<T>(G, cdata<T>(grad_out), cdata<T>(q), cdata<T>(k), cdata<T>(v), cdata<T>(out),
+                cdata<T>(lse), gq, gk, gv);
+  });
+}
+
+}  // namespace kiln::cpu

@@ -1,0 +1,180 @@
+// AVX-512 float32 tile primitives of the fused attention kernels (see attention.h).
+//
+// gemm: register-blocked C[MR x 16*NV] += A[MR x K] * B[K x 16*NV]. Per k step: NV vector
+// loads of one B row, MR broadcasts of A (any stride: vbroadcastss from memory), MR * NV
+// FMAs. MR x NV = 6 x 4 (24 accumulators) for wide tiles -- 10 loads per 24 FMAs, so the two
+// FMA ports, not the load ports, bound the loop -- and 12 x 2 / 12 x 1 for narrow ones. The
+// last vector of a row uses a lane mask (head dims that are not multiples of 16); masked
+// lanes are never loaded or stored, so nothing outside the arrays is touched.
+// Softmax tiles: queries are the lanes, so max, exp2 and sums are lane-wise.
+// Compiled with -mavx512f/dq/bw/vl; called only when isa() == avx512.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <utility>
+
+#include "cpu/attention.h"
+
+namespace kiln::cpu::attn {
+namespace {
+
+using Kernel = void (*)(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                        int64_t ldb, float* C, int64_t ldc, __mmask16 tail, bool acc,
+                        const float* cs);
+
+template <int MR, int NV>
+void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
+           float* C, int64_t ldc, __mmask16 tail, bool acc, const float* cs) {
+  // Fully unrolled so that the MR * NV accumulators live in registers.
+  __m512 c[MR][NV];
+  if (acc) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV - 1; ++v) c[r][v] = _mm512_loadu_ps(C + r * ldc + 16 * v);
+      c[r][NV - 1] = _mm512_maskz_loadu_ps(tail, C + r * ldc + 16 * (NV - 1));
+      if (cs) {
+        const __m512 f = _mm512_set1_ps(cs[r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) c[r][v] = _mm512_mul_ps(c[r][v], f);
+      }
+    }
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* b = B + k * ldb;
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+    bv[NV - 1] = _mm512_maskz_loadu_ps(tail, b + 16 * (NV - 1));
+    const float* a = A + k * sak;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * sam]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(av, bv[v], c[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV - 1; ++v) _mm512_storeu_ps(C + r * ldc + 16 * v, c[r][v]);
+    _mm512_mask_storeu_ps(C + r * ldc + 16 * (NV - 1), tail, c[r][NV - 1]);
+  }
+}
+
+constexpr int kMaxMR = 12;
+
+// 2^x: n = round(x), f = x - n in [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial
+// (truncation (ln2 / 2)^7 / 7! = 1.2e-7 relative), scalef applies 2^n (overflow -> inf).
+// Lanes below -126 (where 2^x leaves the normal range; -inf for masked scores) give exactly
+// 0, so masked scores never produce denormals (slow microcode assists) or NaN; NaN stays NaN.
+inline __m512 exp2(__m512 x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2402265069591007f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931471805599453f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
+template <int NV, int... R>
+constexpr std::array<Kernel, sizeof...(R)> row_table(std::integer_sequence<int, R...>) {
+  return {&micro<R + 1, NV>...};
+}
+
+struct Table {
+  std::array<Kernel, kMaxMR> k[4];
+  Table() {
+    k[0] = row_table<1>(std::make_integer_sequence<int, kMaxMR>{});
+    k[1] = row_table<2>(std::make_integer_sequence<int, kMaxMR>{});
+    k[2] = row_table<3>(std::make_integer_sequence<int, kMaxMR>{});
+    k[3] = row_table<4>(std::make_integer_sequence<int, kMaxMR>{});
+  }
+};
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
+          const float* B, int64_t ldb, float* C, int64_t ldc, bool acc, const float* cs) {
+  static const Table table;
+  for (int64_t n0 = 0; n0 < N; n0 += 64) {
+    const int64_t nn = std::min<int64_t>(64, N - n0);
+    const int nv = int((nn + 15) / 16);
+    const __mmask16 tail = static_cast<__mmask16>((1u << (nn - 16 * (nv - 1))) - 1u);
+    const int mr_max = nv >= 3 ? 6 : kMaxMR;
+    for (int64_t m0 = 0; m0 < M; m0 += mr_max) {
+      const int mr = int(std::min<int64_t>(mr_max, M - m0));
+      table.k[nv - 1][mr - 1](K, A + m0 * sam, sam, sak, B + n0, ldb, C + m0 * ldc + n0, ldc,
+                              nn == 16 * nv ? __mmask16(0xFFFF) : tail, acc, cs ? cs + m0 : nullptr);
+    }
+  }
+}
+
+void softmax_step(float* s, int64_t jn, int64_t br, float* m, float* l, float* alpha) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < br; i += 16) {
+    const __m512 m_old = _mm512_loadu_ps(m + i);
+    __m512 mx = m_old;
+    for (int64_t j = 0; j < jn; ++j) mx = _mm512_max_ps(_mm512_loadu_ps(s + j * br + i), mx);
+    // all-masked lanes so far: shift by 0 so that exp(-inf - shift) = 0, not NaN
+    const __m512 shift = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ),
+                                            _mm512_setzero_ps());
+    const __m512 a = exp2(_mm512_sub_ps(m_old, shift));
+    __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= jn; j += 2) {
+      const __m512 p0 = exp2(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), shift));
+      const __m512 p1 = exp2(_mm512_sub_ps(_mm512_loadu_ps(s + (j + 1) * br + i), shift));
+      _mm512_storeu_ps(s + j * br + i, p0);
+      _mm512_storeu_ps(s + (j + 1) * br + i, p1);
+      sum0 = _mm512_add_ps(sum0, p0);
+      sum1 = _mm512_add_ps(sum1, p1);
+    }
+    if (j < jn) {
+      const __m512 p0 = exp2(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), shift));
+      _mm512_storeu_ps(s + j * br + i, p0);
+      sum0 = _mm512_add_ps(sum0, p0);
+    }
+    _mm512_storeu_ps(l + i, _mm512_fmadd_ps(_mm512_loadu_ps(l + i), a, _mm512_add_ps(sum0, sum1)));
+    _mm512_storeu_ps(m + i, mx);
+    _mm512_storeu_ps(alpha + i, a);
+  }
+}
+
+void exp_sub(float* s, int64_t jn, int64_t br, const float* lse) {
+  for (int64_t i = 0; i < br; i += 16) {
+    const __m512 sh = _mm512_loadu_ps(lse + i);
+    for (int64_t j = 0; j < jn; ++j)
+      _mm512_storeu_ps(s + j * br + i, exp2(_mm512_sub_ps(_mm512_loadu_ps(s + j * br + i), sh)));
+  }
+}
+
+void ds(const float* p, float* dp, int64_t jn, int64_t br, const float* di) {
+  for (int64_t i = 0; i < br; i += 16) {
+    const __m512 d = _mm512_loadu_ps(di + i);
+    for (int64_t j = 0; j < jn; ++j) {
+      const int64_t o = j * br + i;
+      _mm512_storeu_ps(dp + o, _mm512_mul_ps(_mm512_loadu_ps(p + o),
+                                             _mm512_sub_ps(_mm512_loadu_ps(dp + o), d)));
+    }
+  }
+}
+
+}  // namespace
+
+const Ops<float>& ops_avx512_f32() {
+  static const Ops<float> ops{&gemm, &softmax_step, &exp_sub, &ds};
+  return ops;
+}
+
+}  // namespace kiln::cpu::attn
