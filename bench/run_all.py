@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H
 import bench_activation
 import bench_attention  # attention
+import bench_conv  # conv
 import bench_loss  # losses
 import bench_matmul
 import bench_norm_pool  # norm / pool / dropout
@@ -122,6 +123,8 @@ def main(argv=None) -> int:
          lambda: bench_optim.run(a.quick, a.threads)),
         ("Training steps (MLP, LeNet-5, Transformer encoder layer; float32)", bench_train_step,
          lambda: bench_train_step.run(a.quick, a.threads)),
+        # conv
+        ("Convolutions (float32)", bench_conv, lambda: bench_conv.run(a.quick, a.threads)),
     ]
     if a.only:
         keep = [w.strip() for w in a.only.split(",") if w.strip()]

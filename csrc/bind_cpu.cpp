@@ -128,4 +128,13 @@ PYBIND11_MODULE(_cpu, m) {
   m.def("grad_norm", &k::grad_norm, "tensors"_a, "out"_a, "norm_type"_a);
   m.def("grad_scale", &k::grad_scale, "tensors"_a, "scale"_a);
   m.def("grad_clamp", &k::grad_clamp, "tensors"_a, "min"_a, "max"_a);
+
+  // ---- conv
+  m.def("conv2d", &k::conv2d, "x"_a, "weight"_a, "bias"_a, "out"_a, "stride_h"_a, "stride_w"_a,
+        "padding_h"_a, "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_dgrad", &k::conv2d_dgrad, "grad"_a, "weight"_a, "grad_input"_a, "stride_h"_a,
+        "stride_w"_a, "padding_h"_a, "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_wgrad", &k::conv2d_wgrad, "grad"_a, "x"_a, "grad_weight"_a, "grad_bias"_a,
+        "stride_h"_a, "stride_w"_a, "padding_h"_a, "padding_w"_a, "dilation_h"_a, "dilation_w"_a,
+        "groups"_a);
 }

@@ -192,4 +192,17 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("grad_scale", k::not_implemented<Objs, double>("grad_scale"), "tensors"_a, "scale"_a);
   m.def("grad_clamp", k::not_implemented<Objs, double, double>("grad_clamp"), "tensors"_a,
         "min"_a, "max"_a);
+
+  // ---- conv
+  using I = int64_t;
+  m.def("conv2d", k::not_implemented<Obj, Obj, Obj, Obj, I, I, I, I, I, I, I>("conv2d"), "x"_a,
+        "weight"_a, "bias"_a, "out"_a, "stride_h"_a, "stride_w"_a, "padding_h"_a, "padding_w"_a,
+        "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_dgrad", k::not_implemented<Obj, Obj, Obj, I, I, I, I, I, I, I>("conv2d_dgrad"),
+        "grad"_a, "weight"_a, "grad_input"_a, "stride_h"_a, "stride_w"_a, "padding_h"_a,
+        "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
+  m.def("conv2d_wgrad",
+        k::not_implemented<Obj, Obj, Obj, Obj, I, I, I, I, I, I, I>("conv2d_wgrad"), "grad"_a,
+        "x"_a, "grad_weight"_a, "grad_bias"_a, "stride_h"_a, "stride_w"_a, "padding_h"_a,
+        "padding_w"_a, "dilation_h"_a, "dilation_w"_a, "groups"_a);
 }

@@ -185,4 +185,22 @@ void adagrad_step(const std::vector<Arr>& params, const std::vector<Arr>& grads,
 void grad_norm(const std::vector<Arr>& tensors, Arr out, double norm_type);
 void grad_scale(const std::vector<Arr>& tensors, double scale);
 void grad_clamp(const std::vector<Arr>& tensors, double min, double max);
+
+// ---- conv (conv.cpp, conv_gemm.cpp, conv_im2col.cpp, conv_depthwise*.cpp) --
+// 2-D convolution, NCHW, PyTorch semantics. x (N, C, H, W); weight (Co, C/groups,
+// kH, kW); out / grad (N, Co, Ho, Wo). padding_h / padding_w are the top / left
+// padding; the bottom / right padding is implied by Ho / Wo (symmetric as in
+// PyTorch, one more for an odd 'same' total, less for conv_transpose2d's
+// output_padding). bias / grad_bias: (Co,) or None.
+void conv2d(const Arr& x, const Arr& weight, const OptArr& bias, Arr out, int64_t stride_h,
+            int64_t stride_w, int64_t padding_h, int64_t padding_w, int64_t dilation_h,
+            int64_t dilation_w, int64_t groups);
+// grad_input (N, C, H, W) = d/dx of sum(grad * conv2d(x, weight)) (the transposed conv).
+void conv2d_dgrad(const Arr& grad, const Arr& weight, Arr grad_input, int64_t stride_h,
+                  int64_t stride_w, int64_t padding_h, int64_t padding_w, int64_t dilation_h,
+                  int64_t dilation_w, int64_t groups);
+// grad_weight (Co, C/groups, kH, kW) and grad_bias = sum of grad over (N, Ho, Wo).
+void conv2d_wgrad(const Arr& grad, const Arr& x, Arr grad_weight, const OptArr& grad_bias,
+                  int64_t stride_h, int64_t stride_w, int64_t padding_h, int64_t padding_w,
+                  int64_t dilation_h, int64_t dilation_w, int64_t groups);
 }  // namespace kiln::cpu

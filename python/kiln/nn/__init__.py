@@ -17,6 +17,7 @@ from kiln.nn import functional, init
 # attention, embedding
 from kiln.nn.attention import MultiheadAttention  # noqa: E402
 from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
 

@@ -22,6 +22,7 @@ from kiln.ops.activation import (  # noqa: F401
 
 # attention
 from kiln.ops.attention import scaled_dot_product_attention  # noqa: F401, E402
+from kiln.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from kiln.ops.embedding import embedding  # noqa: F401, E402
 from kiln.ops.loss import (  # noqa: F401
     binary_cross_entropy_with_logits,

@@ -4,6 +4,7 @@ or a dedicated kernel) plus a lowercase function."""
 from kiln.ops import (
     activation,
     attention,
+    conv,
     elementwise,
     embedding,
     indexing,
