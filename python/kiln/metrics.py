@@ -37,7 +37,7 @@ def _arr(x, name: str) -> np.ndarray:
     from kiln.tensor import Tensor
 
     if isinstance(x, Tensor):
-        x = x.detach().numpy() if x.device.type == "cpu" else x.cpu().numpy()
+        x = x.detach().numpy()
     a = np.asarray(x)
     if a.size == 0:
         raise ValueError(f"{name}: empty input")

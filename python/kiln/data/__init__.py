@@ -5,7 +5,7 @@ Example:
     >>> from kiln.data import DataLoader, digits, train_val_test_split
     >>> train, val, test = train_val_test_split(digits(), stratify=True, generator=0)
     >>> len(train), len(val), len(test)
-    (1255, 270, 272)
+    (1258, 270, 269)
     >>> x, y = next(iter(DataLoader(train, batch_size=32, shuffle=True, generator=0)))
     >>> x.shape, y.dtype
     (kiln.Size([32, 1, 8, 8]), kiln.int64)

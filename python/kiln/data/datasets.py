@@ -225,7 +225,7 @@ def text(paths, block_size: int = 64, val_fraction: float = 0.1,
     >>> _ = open(p, "w").write("to be or not to be, " * 20)
     >>> train, val = text(p, block_size=8)
     >>> train.vocab_size, train.decode(train[0][0])
-    (9, 'to be or')
+    (8, 'to be or')
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

@@ -13,7 +13,8 @@ exactly and do not depend on the prefetch thread); elsewhere kiln's global gener
 Example:
     >>> import numpy as np
     >>> from kiln.data import transforms as T
-    >>> t = T.Compose([T.RandomCrop(4, padding=1), T.RandomHorizontalFlip(), T.Normalize(0.5, 0.25)])
+    >>> t = T.Compose([T.RandomCrop(4, padding=1), T.RandomHorizontalFlip(),
+    ...                T.Normalize(0.5, 0.25)])
     >>> t(np.full((1, 4, 4), 0.5, np.float32)).shape
     (1, 4, 4)
     >>> t.batch(np.zeros((8, 1, 4, 4), np.float32)).shape
