@@ -27,6 +27,7 @@ import bench_activation
 import bench_attention  # attention
 import bench_loss  # losses
 import bench_matmul
+import bench_norm_pool  # norm / pool / dropout
 import bench_optim  # optim
 import bench_overhead
 import bench_rnn  # rnn
@@ -110,6 +111,9 @@ def main(argv=None) -> int:
         # losses
         ("Losses, forward + backward (float32)", bench_loss,
          lambda: bench_loss.run(a.quick, a.threads)),
+        # norm / pool / dropout
+        ("Normalization, pooling, dropout (float32)", bench_norm_pool,
+         lambda: bench_norm_pool.run(a.quick, a.threads)),
         # rnn
         ("Recurrent layers (LSTM, GRU, float32)", bench_rnn,
          lambda: bench_rnn.run(a.quick, a.threads)),

@@ -361,3 +361,21 @@ def test_adopted_gradients_do_not_alias() -> None:
     (c * 1).backward(user)
     c.grad.data[...] = 0
     assert user.tolist() == [5.0, 5.0, 5.0]
+
+
+def test_deepcopy_keeps_parameters_and_ties() -> None:
+    import copy
+
+    lin = nn.Linear(3, 2)
+    net = nn.Sequential(lin, nn.ReLU(), lin)  # tied: the same Linear twice
+    lin(kiln.randn(1, 3)).sum().backward()
+    dup = copy.deepcopy(net)
+    params = list(dup.parameters())
+    assert len(params) == 2 and all(isinstance(p, nn.Parameter) for p in params)
+    assert dup[0] is dup[2] and dup[0].weight is not lin.weight
+    np.testing.assert_array_equal(dup[0].weight.detach().numpy(), lin.weight.detach().numpy())
+    np.testing.assert_array_equal(dup[0].weight.grad.numpy(), lin.weight.grad.numpy())
+    dup[0].weight.data[...] = 0
+    assert float(abs(lin.weight).sum()) > 0
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(lin.weight * 2)

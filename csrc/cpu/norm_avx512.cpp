@@ -3,6 +3,12 @@
 #include "cpu/norm_chan_impl.h"
 
 namespace kiln::cpu {
-NormTable<float> norm_table_avx512(float) { return make_norm_table<float>(); }
-NormTable<double> norm_table_avx512(double) { return make_norm_table<double>(); }
+template <class T>
+NormTable<T> table() {
+  NormTable<T> t = make_norm_table<T>();
+  t.dropout = [](const DropoutArgs<T>& a) { dropout_avx512(a); };  // intrinsics (Philox x16)
+  return t;
+}
+NormTable<float> norm_table_avx512(float) { return table<float>(); }
+NormTable<double> norm_table_avx512(double) { return table<double>(); }
 }  // namespace kiln::cpu

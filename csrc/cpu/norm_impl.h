@@ -4,12 +4,14 @@
 // namespace), so each translation unit keeps its own copy and no AVX-512 instruction can leak
 // into the baseline build through the linker's choice of a shared inline symbol. The inner
 // loops are plain unit-stride loops with `omp simd` reductions (GCC does not reorder floating
-// point sums without them), so the compiler vectorises them at the TU's width. Sums are
-// accumulated in double; a reduction's order depends only on the data's shape (never on the
+// point sums without them), so the compiler vectorises them at the TU's width. A
+// reduction's order depends only on the data's shape (never on the
 // thread count), so results are deterministic for a given ISA.
 //
 // The math (per normalized group of n elements, xhat = (x - mean) * rstd, gy = g * w):
 //   forward   y = xhat * w + b,  mean = sum x / n,  rstd = 1 / sqrt(sum (x - mean)^2 / n + eps)
+// (layer_norm rows sum in T over the vector lanes -- short rows, blocked sums; batch_norm and
+// group_norm reductions, which can be long, and every final cross-block sum use double)
 //   backward  gx = rstd * (gy - sum(gy) / n - xhat * sum(gy * xhat) / n)
 //             gw = sum over groups of g * xhat,  gb = sum over groups of g
 // Dropout: element i is kept when its Philox uniform (common/philox.h) is >= p, i.e. when
@@ -37,24 +39,25 @@ inline void par_for(int64_t n, int64_t work, F&& f) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
-template <class T>
+template <class T, class Acc = double>
 inline double sum_of(const T* x, int64_t n) {
-  double s = 0;
+  Acc s = 0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += double(x[i]);
-  return s;
+  for (int64_t i = 0; i < n; ++i) s += Acc(x[i]);
+  return double(s);
 }
 
 // sum (x - m)^2, the second pass of a two-pass variance (exact for data far from zero).
-template <class T>
+template <class T, class Acc = double>
 inline double sqdev_of(const T* x, int64_t n, double m) {
-  double s = 0;
+  Acc s = 0;
+  const Acc ma = Acc(m);
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) {
-    const double d = double(x[i]) - m;
+    const Acc d = Acc(x[i]) - ma;
     s += d * d;
   }
-  return s;
+  return double(s);
 }
 
 // ---- layer_norm -----------------------------------------------------------------------
@@ -64,8 +67,10 @@ void layer_norm_rows(const NormArgs<T>& a) {
   par_for(R, R * D, [&](int64_t r) {
     const T* x = a.x + r * D;
     T* y = a.y + r * D;
-    const double m = sum_of(x, D) / double(D);
-    const double var = sqdev_of(x, D, m) / double(D);
+    // rows are short (in L1): T sums over the vector lanes are blocked sums, accurate
+    // enough, and twice as fast as double for float32
+    const double m = sum_of<T, T>(x, D) / double(D);
+    const double var = sqdev_of<T, T>(x, D, m) / double(D);
     const T rs = T(1.0 / std::sqrt(var + a.eps));
     const T mt = T(m);
     a.mean[r] = mt;
@@ -89,18 +94,19 @@ void layer_norm_rows(const NormArgs<T>& a) {
 }
 
 // Rows are cut into a fixed number of blocks (a function of R only); each block sums its
-// rows' g * xhat and g into its own partial (double, D each), and the partials are added in
-// block order, so gw / gb do not depend on the thread count.
+// rows' g * xhat and g into its own partial (T, D each: a block holds at most R / 64 rows),
+// and the partials are added in block order in double, so gw / gb do not depend on the
+// thread count.
 template <class T>
 void layer_norm_backward_rows(const NormBwdArgs<T>& a) {
   const int64_t R = a.rows, D = a.cols;
   const bool wgrads = a.gw || a.gb;
   const int64_t nblk = wgrads ? std::min<int64_t>(R, kLnBlocks) : R;
   const int64_t per = (R + nblk - 1) / nblk;
-  double* part = a.work;  // nblk * 2 * D doubles when wgrads
+  T* part = reinterpret_cast<T*>(a.work);  // nblk * 2 * D values when wgrads
   par_for(nblk, R * D, [&](int64_t blk) {
-    double* pw = wgrads ? part + blk * 2 * D : nullptr;
-    double* pb = wgrads ? pw + D : nullptr;
+    T* pw = wgrads ? part + blk * 2 * D : nullptr;
+    T* pb = wgrads ? pw + D : nullptr;
     if (wgrads)
       for (int64_t i = 0; i < 2 * D; ++i) pw[i] = 0;
     const int64_t r1 = std::min(R, (blk + 1) * per);
@@ -109,24 +115,34 @@ void layer_norm_backward_rows(const NormBwdArgs<T>& a) {
       const T* x = a.x + r * D;
       const T m = a.mean[r], rs = a.rstd[r];
       const T* w = a.w;
-      if (a.gx) {
-        double s1 = 0, s2 = 0;
+      T* gx = a.gx ? a.gx + r * D : nullptr;
+      if (gx) {
+        T s1 = 0, s2 = 0;
         if (w) {
 #pragma omp simd reduction(+ : s1, s2)
           for (int64_t i = 0; i < D; ++i) {
-            const double gy = double(g[i]) * double(w[i]);
+            const T gy = g[i] * w[i];
             s1 += gy;
-            s2 += gy * double((x[i] - m) * rs);
+            s2 += gy * ((x[i] - m) * rs);
           }
         } else {
 #pragma omp simd reduction(+ : s1, s2)
           for (int64_t i = 0; i < D; ++i) {
-            s1 += double(g[i]);
-            s2 += double(g[i]) * double((x[i] - m) * rs);
+            s1 += g[i];
+            s2 += g[i] * ((x[i] - m) * rs);
           }
         }
-        const T c1 = T(s1 / double(D)), c2 = T(s2 / double(D));
-        T* gx = a.gx + r * D;
+        const T c1 = s1 / T(D), c2 = s2 / T(D);
+        if (w && wgrads) {  // one pass for gx and the partials
+#pragma omp simd
+          for (int64_t i = 0; i < D; ++i) {
+            const T xh = (x[i] - m) * rs;
+            gx[i] = rs * (g[i] * w[i] - c1 - xh * c2);
+            pw[i] += g[i] * xh;
+            pb[i] += g[i];
+          }
+          continue;
+        }
         if (w) {
 #pragma omp simd
           for (int64_t i = 0; i < D; ++i) gx[i] = rs * (g[i] * w[i] - c1 - (x[i] - m) * rs * c2);
@@ -138,8 +154,8 @@ void layer_norm_backward_rows(const NormBwdArgs<T>& a) {
       if (wgrads) {
 #pragma omp simd
         for (int64_t i = 0; i < D; ++i) {
-          pw[i] += double(g[i]) * double((x[i] - m) * rs);
-          pb[i] += double(g[i]);
+          pw[i] += g[i] * ((x[i] - m) * rs);
+          pb[i] += g[i];
         }
       }
     }
@@ -148,8 +164,8 @@ void layer_norm_backward_rows(const NormBwdArgs<T>& a) {
   par_for(D, nblk * D, [&](int64_t i) {
     double sw = 0, sb = 0;
     for (int64_t blk = 0; blk < nblk; ++blk) {
-      sw += part[blk * 2 * D + i];
-      sb += part[blk * 2 * D + D + i];
+      sw += double(part[blk * 2 * D + i]);
+      sb += double(part[blk * 2 * D + D + i]);
     }
     if (a.gw) a.gw[i] = T(sw);
     if (a.gb) a.gb[i] = T(sb);

@@ -105,6 +105,9 @@ NormTable<float> norm_table_avx512(float);
 NormTable<double> norm_table_avx512(double);
 template <class T>
 NormTable<T> norm_table();  // by kiln::cpu::isa()
+// Intrinsic AVX-512 dropout (dropout_avx512.cpp), the avx512 table's entry.
+void dropout_avx512(const DropoutArgs<float>& a);
+void dropout_avx512(const DropoutArgs<double>& a);
 // A grow-only per-thread buffer of at least n doubles (norm.cpp), reused across calls.
 double* norm_workspace(int64_t n);
 

@@ -102,8 +102,7 @@ void max_pool_row(const PoolArgs<T>& a, int64_t task) {
             m[j] = c ? v : m[j];
             if constexpr (WithIdx) id[j] = c ? off + j : id[j];
           }
-        } else {
-#pragma omp simd
+        } else {  // strided taps: gathers cost more than they save, left to the compiler
           for (int64_t j = 0; j < n; ++j) {
             const T v = src[j * sW];
             const bool c = v > m[j] || v != v;
@@ -191,8 +190,12 @@ void avg_pool_all(const PoolArgs<T>& a) {
         for (int64_t ih = r.h0; ih < r.h1; ++ih)
           for (int64_t kw = 0; kw < a.kW; ++kw) {
             const T* src = xp + ih * W + o0 * sW - a.pW + kw;
+            if (sW == 1) {
 #pragma omp simd
-            for (int64_t j = 0; j < n; ++j) s[j] += src[j * sW];
+              for (int64_t j = 0; j < n; ++j) s[j] += src[j];
+            } else {
+              for (int64_t j = 0; j < n; ++j) s[j] += src[j * sW];
+            }
           }
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) yp[o0 + j] = s[j] * inv;
@@ -218,8 +221,7 @@ void avg_pool_backward_all(const PoolArgs<T>& a) {
         const T v = g[oh * a.OW + ow] / T(div);
         for (int64_t ih = r.h0; ih < r.h1; ++ih) {
           T* row = gi + ih * W;
-#pragma omp simd
-          for (int64_t iw = w0; iw < w1; ++iw) row[iw] += v;
+          for (int64_t iw = w0; iw < w1; ++iw) row[iw] += v;  // short: plain loop
         }
       }
     }
@@ -232,6 +234,18 @@ inline int64_t a_end(int64_t o, int64_t O, int64_t I) { return ((o + 1) * I + O 
 
 template <class T>
 void adaptive_avg_all(const PoolArgs<T>& a) {
+  if (a.OH == 1 && a.OW == 1) {  // global average pooling: one contiguous sum per plane
+    const int64_t HW = a.H * a.W;
+    const T inv = T(1) / T(HW);
+    pool_for(a.P, a.P * HW, [&](int64_t p) {
+      const T* run = a.x + p * HW;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < HW; ++i) s += run[i];
+      a.y[p] = s * inv;
+    });
+    return;
+  }
   pool_for(a.P * a.OH, a.P * a.H * a.W, [&](int64_t task) {
     const int64_t p = task / a.OH, oh = task % a.OH, W = a.W;
     const T* xp = a.x + p * a.H * W;
@@ -240,10 +254,20 @@ void adaptive_avg_all(const PoolArgs<T>& a) {
     for (int64_t ow = 0; ow < a.OW; ++ow) {
       const int64_t w0 = a_start(ow, a.OW, W), w1 = a_end(ow, a.OW, W);
       T s = 0;
-      for (int64_t ih = h0; ih < h1; ++ih) {
-        const T* row = xp + ih * W;
+      if (w0 == 0 && w1 == W) {  // whole rows: one contiguous run (global average pooling)
+        const T* run = xp + h0 * W;
+        const int64_t len = (h1 - h0) * W;
+        if (len >= 16) {
 #pragma omp simd reduction(+ : s)
-        for (int64_t iw = w0; iw < w1; ++iw) s += row[iw];
+          for (int64_t i = 0; i < len; ++i) s += run[i];
+        } else {
+          for (int64_t i = 0; i < len; ++i) s += run[i];
+        }
+      } else {
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          const T* row = xp + ih * W;
+          for (int64_t iw = w0; iw < w1; ++iw) s += row[iw];
+        }
       }
       yp[ow] = s / T((h1 - h0) * (w1 - w0));
     }
@@ -262,9 +286,14 @@ void adaptive_avg_backward_all(const PoolArgs<T>& a) {
       for (int64_t ow = 0; ow < a.OW; ++ow) {
         const int64_t w0 = a_start(ow, a.OW, W), w1 = a_end(ow, a.OW, W);
         const T v = g[oh * a.OW + ow] / T((h1 - h0) * (w1 - w0));
+        if (a.OH == 1 && a.OW == 1) {  // global pooling: fill the plane
+          const int64_t len = (h1 - h0) * W;
+#pragma omp simd
+          for (int64_t i = 0; i < len; ++i) gi[i] = v;
+          continue;
+        }
         for (int64_t ih = h0; ih < h1; ++ih) {
           T* row = gi + ih * W;
-#pragma omp simd
           for (int64_t iw = w0; iw < w1; ++iw) row[iw] += v;
         }
       }

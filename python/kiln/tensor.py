@@ -218,6 +218,24 @@ class Tensor:
 
     __str__ = __repr__
 
+    def __deepcopy__(self, memo):
+        """A new leaf with copied data (same device), requires_grad, grad and parameter mark."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment; detach() it first"
+            )
+        if id(self) in memo:
+            return memo[id(self)]
+        new = _wrap(self.data.copy())
+        memo[id(self)] = new
+        if getattr(self, "_param", False):
+            new._param = True
+        new.requires_grad = self.requires_grad
+        if self.grad is not None:
+            new.grad = self.grad.__deepcopy__(memo)
+        return new
+
     def __reduce__(self):
         return (_rebuild, (self.numpy(force=True), self.requires_grad))
 

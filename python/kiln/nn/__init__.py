@@ -77,3 +77,13 @@ from kiln.nn.pooling import (  # noqa: F401
 # isort: split
 # utils: gradient clipping (clip_grad_norm_, clip_grad_value_)
 from kiln.nn import utils  # noqa: E402, F401
+
+# isort: split
+# transformer: encoder / decoder layers and stacks, Transformer
+from kiln.nn.transformer import (  # noqa: E402, F401
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)

@@ -11,11 +11,10 @@ Masks follow torch's MultiheadAttention convention (the opposite of SDPA's for b
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from kiln.nn import init
+from kiln.nn.linear import Linear
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
 from kiln.ops.attention import attention_weights, scaled_dot_product_attention
@@ -23,34 +22,12 @@ from kiln.ops.matmul import linear, matmul
 from kiln.tensor import Tensor
 
 
-class NonDynamicallyQuantizableLinear(Module):
-    """The out-projection (torch's class of the same name): y = x W^T + b."""
+class NonDynamicallyQuantizableLinear(Linear):
+    """The out-projection: a plain ``Linear`` under torch's class name (so repr matches)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
                  dtype=None) -> None:
-        super().__init__()
-        from kiln.creation import empty
-
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(empty(out_features, in_features, dtype=dtype))
-        if bias:
-            self.bias = Parameter(empty(out_features, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features else 0
-            init.uniform_(self.bias, -bound, bound)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return linear(x, self.weight, self.bias)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
 
 
 def _float_mask(m, dt) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kiln.autograd import Function
+from kiln.autograd import Function, is_grad_enabled
 from kiln.ops._util import check_float, contig, kernels, wrap
 from kiln.tensor import Tensor
 
@@ -78,10 +78,10 @@ class MaxPool2d(Function):
     needs_inputs = False
 
     @staticmethod
-    def forward(ctx, x, k, s, p, d, out_hw, holder):
+    def forward(ctx, x, k, s, p, d, out_hw, holder, want_idx):
         x = contig(x)
         out = np.empty(x.shape[:-2] + out_hw, x.dtype)
-        idx = np.empty(out.shape, np.int64)
+        idx = np.empty(out.shape, np.int64) if want_idx else None
         kernels(x).max_pool2d(x, out, idx, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
         ctx.idx = idx
         ctx.in_shape = x.shape
@@ -93,7 +93,7 @@ class MaxPool2d(Function):
         gd = contig(g.data)
         gi = np.empty(ctx.in_shape, gd.dtype)
         kernels(gd).max_pool2d_backward(gd, ctx.idx, gi)
-        return gi, None, None, None, None, None, None
+        return gi, None, None, None, None, None, None, None
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,  # noqa: A002
@@ -114,7 +114,9 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,  
     k, s, p, d, out_hw = _window(input.data, kernel_size, stride, padding, dilation,
                                  bool(ceil_mode), op)
     holder = []
-    out = MaxPool2d.apply(input, k, s, p, d, out_hw, holder)
+    # indices only when asked for or needed by a backward pass
+    want_idx = bool(return_indices) or (input.requires_grad and is_grad_enabled())
+    out = MaxPool2d.apply(input, k, s, p, d, out_hw, holder, want_idx)
     return (out, wrap(holder[0])) if return_indices else out
 
 
