@@ -110,6 +110,8 @@ def build_model(kind: str, shape: tuple, num_classes: int):
         return nn.Sequential(nn.Flatten(), nn.Linear(feats, 256), nn.ReLU(), nn.Dropout(0.1),
                              nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, num_classes))
     if kind == "cnn":
+        if not hasattr(nn, "Conv2d"):
+            raise SystemExit("kiln: --model cnn needs kiln.nn.Conv2d, missing in this build")
         if len(shape) == 3:
             c, h, w = shape
             if h >= 16:  # 28x28: two conv + pool stages
@@ -302,7 +304,9 @@ def main(argv=None) -> int:
     pt = sub.add_parser("train", help="train a classifier (default: CNN on bundled digits)")
     pt.add_argument("--data", default="digits",
                     help="digits | fashion-mnist | mnist1d | PATH (IDX folder or .npz)")
-    pt.add_argument("--model", default="cnn", choices=["mlp", "cnn", "lstm", "transformer"])
+    pt.add_argument("--model", default="cnn" if hasattr(nn, "Conv2d") else "mlp",
+                    choices=["mlp", "cnn", "lstm", "transformer"],
+                    help="default cnn (mlp on a build without nn.Conv2d)")
     pt.add_argument("--epochs", type=int, help="default: 30 digits, 5 fashion-mnist, 30 mnist1d")
     pt.add_argument("--batch-size", type=int)
     pt.add_argument("--lr", type=float, help="Adam learning rate (cosine schedule)")
