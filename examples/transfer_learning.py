@@ -36,7 +36,7 @@ def backbone_and_head(num_classes, lib=nn):
     return lib.Sequential(
         lib.Conv2d(1, 16, 3, padding=1), lib.ReLU(), lib.Conv2d(16, 32, 3, padding=1), lib.ReLU(),
         lib.MaxPool2d(2), lib.Flatten(), lib.Linear(32 * 4 * 4, 64), lib.ReLU(),   # features
-        lib.Linear(64, num_classes))                                               # head: "7"
+        lib.Linear(64, num_classes))                                               # head: [-1]
 
 
 os.makedirs(args.out, exist_ok=True)
@@ -88,7 +88,7 @@ model = backbone_and_head(5)
 print(model.load_state_dict(kiln.load(weights)))      # torch-format keys: 0.weight, 0.bias, ...
 for prm in model.parameters():
     prm.requires_grad_(False)                           # freeze the backbone
-model[7] = nn.Linear(64, 5)                             # a fresh head for the new classes
+model[-1] = nn.Linear(64, 5)                            # a fresh head for the new classes
 frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
 tuned = sum(p.numel() for p in model.parameters() if p.requires_grad)
 acc_transfer = finetune(model, [q for q in model.parameters() if q.requires_grad])

@@ -175,3 +175,13 @@ from kiln.io import load, save  # noqa: E402
 # isort: split
 # optim
 from kiln import optim  # noqa: E402, F401
+
+_LAZY = ("data", "metrics", "train")  # imported on first use (tqdm, datasets): fast `import kiln`
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"kiln.{name}")
+    raise AttributeError(f"module 'kiln' has no attribute {name!r}")
