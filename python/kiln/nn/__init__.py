@@ -13,16 +13,6 @@ Example:
 """
 
 from kiln.nn import functional, init
-
-# attention, embedding
-from kiln.nn.attention import MultiheadAttention  # noqa: E402
-from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
-from kiln.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
-from kiln.nn.module import Module
-from kiln.nn.parameter import Parameter
-
-# isort: split
-# layers: linear, activations, losses
 from kiln.nn.activation import (
     ELU,
     GELU,
@@ -38,6 +28,10 @@ from kiln.nn.activation import (
     Softplus,
     Tanh,
 )
+from kiln.nn.attention import MultiheadAttention
+from kiln.nn.container import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from kiln.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from kiln.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from kiln.nn.linear import Bilinear, Linear
 from kiln.nn.loss import (
     BCELoss,
@@ -51,22 +45,10 @@ from kiln.nn.loss import (
     NLLLoss,
     SmoothL1Loss,
 )
-
-# rnn
-from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: E402,F401
-from kiln.nn.sparse import Embedding  # noqa: E402
-
-# isort: split
-# layers: normalization, pooling, dropout
-from kiln.nn.dropout import Dropout, Dropout1d, Dropout2d, Dropout3d  # noqa: F401
-from kiln.nn.normalization import (  # noqa: F401
-    BatchNorm1d,
-    BatchNorm2d,
-    BatchNorm3d,
-    GroupNorm,
-    LayerNorm,
-)
-from kiln.nn.pooling import (  # noqa: F401
+from kiln.nn.module import Module
+from kiln.nn.normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm
+from kiln.nn.parameter import Parameter
+from kiln.nn.pooling import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     AvgPool1d,
@@ -74,17 +56,16 @@ from kiln.nn.pooling import (  # noqa: F401
     MaxPool1d,
     MaxPool2d,
 )
-
-# isort: split
-# utils: gradient clipping (clip_grad_norm_, clip_grad_value_)
-from kiln.nn import utils  # noqa: E402, F401
-
-# isort: split
-# transformer: encoder / decoder layers and stacks, Transformer
-from kiln.nn.transformer import (  # noqa: E402, F401
+from kiln.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
+from kiln.nn.sparse import Embedding
+from kiln.nn.transformer import (
     Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+
+# isort: split
+# gradient clipping (clip_grad_norm_, clip_grad_value_)
+from kiln.nn import utils
