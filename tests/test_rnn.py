@@ -206,13 +206,25 @@ def test_dropout_between_layers():
     tm.eval()
     km.eval()  # eval: no dropout, same numbers as torch
     compare(tm, km, x, None, True)
-    km.train()
-    if not hasattr(F, "dropout"):
-        with pytest.raises(NotImplementedError, match="dropout"):
-            km(kiln.tensor(x.numpy()))
-    else:
-        out, _ = km(kiln.tensor(x.numpy()))
-        assert out.shape == (5, 2, 4)
+    km.train()  # train: layer 2 reads dropout(layer 1's output), one Philox seed per call
+    xk = kiln.tensor(x.numpy(), requires_grad=True)
+    kiln.manual_seed(11)
+    out, (h, c) = km(xk)
+    out.sum().backward()
+    assert xk.grad is not None and km.weight_ih_l0.grad is not None
+    l1 = nn.LSTM(3, 4)
+    l2 = nn.LSTM(4, 4)
+    sd = km.state_dict()
+    l1.load_state_dict({k.replace("_l0", "_l0"): v for k, v in sd.items() if k.endswith("_l0")})
+    l2.load_state_dict({k.replace("_l1", "_l0"): v for k, v in sd.items() if k.endswith("_l1")})
+    kiln.manual_seed(11)
+    o1, _ = l1(kiln.tensor(x.numpy()))
+    o2, (h2, _) = l2(F.dropout(o1, 0.5, True))
+    np.testing.assert_allclose(out.detach().numpy(), o2.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(h[1].detach().numpy(), h2[0].detach().numpy(), rtol=1e-6)
+    km.eval()
+    assert not np.allclose(km(kiln.tensor(x.numpy()))[0].detach().numpy(),
+                           out.detach().numpy())
     with pytest.warns(UserWarning, match="num_layers greater than 1"):
         nn.GRU(3, 4, dropout=0.2)
 

@@ -42,11 +42,6 @@ __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell"
 def _dropout(x: Tensor, p: float) -> Tensor:
     from kiln.nn import functional as F
 
-    if not hasattr(F, "dropout"):
-        raise NotImplementedError(
-            "dropout between recurrent layers in training mode needs "
-            "kiln.nn.functional.dropout, which this build does not have yet; use dropout=0 "
-            "or call .eval()")
     return F.dropout(x, p, True)
 
 
