@@ -10,6 +10,7 @@ import numpy as np
 
 from kiln.tensor import Tensor
 
+
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     """What load_state_dict returns; prints like PyTorch's when every key matched."""
 
