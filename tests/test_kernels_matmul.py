@@ -210,6 +210,13 @@ LINEAR_SHAPES = [  # (M, N, K)
     (513, 40, 64),
     (1024, 50, 64),
     (300, 1000, 1000),
+    # M % MR of 1 or 2 (fp32 MR = 14; AVX2 narrow MR = 12): the last rows run as
+    # two panels of <= 8 rows, read in place or packed
+    (127, 64, 50),
+    (142, 40, 300),
+    (16, 100, 64),
+    (122, 8, 50),
+    (29, 5, 7),
 ]
 
 

@@ -193,6 +193,18 @@ struct MicroKernel {
     }
   }
 
+  // A read in place: a panel of exactly MR or 8 rows (the two heights the
+  // driver's row split produces for whole panels).
+  template <bool kKMajor>
+  static void tile_whole(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
+                         int64_t ldc, int mr, int nr, const Epi<T>& e) {
+    constexpr int r8 = MR < 8 ? MR : 8;
+    if (mr == MR)
+      tile<kKMajor, MR>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
+    else
+      tile<kKMajor, r8>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
+  }
+
   // k-major-A tile (k stride lda) with mr valid rows: the smallest of MR, 8,
   // 4, 2, 1 rows that covers them (rows mr..ROWS-1 are read, so A must hold
   // them: packed panels are zero-padded to MR rows).
@@ -328,12 +340,26 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
 
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
+    // Row panels: MR rows each, but a remainder of 1 or 2 rows (M = 128 =
+    // 9 x 14 + 2) would run a 1- or 2-row tile, whose few accumulator chains
+    // leave the FMA units half idle or worse; the last MR + rem rows then go
+    // as two panels of at most 8 (the 8-row tile runs near full speed). The
+    // panel count is unchanged, so panel pi still packs at abuf + pi*MR*kcc.
+    const int64_t rem = mb % MR;
+    const bool even_tail = MR > 8 && mb > MR && rem > 0 && MR + rem <= 16;
+    const int64_t tail0 = mb - rem - MR;
+    auto rows_at = [&](int64_t ir) -> int {
+      if (even_tail && ir >= tail0) return ir == tail0 ? int(MR + rem - 8) : 8;
+      return int(imin(MR, mb - ir));
+    };
+    // Panels an in-place kernel can read: exactly MR or 8 rows (no row past M).
+    auto whole = [](int r) { return r == MR || (MR > 8 && r == 8); };
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
       const int64_t kcc = imin(kc, K - k0);
-      for (int64_t ir = 0; ir < mb; ir += MR)
-        if ((!a_in_place && !at_in_place) || mb - ir < MR)
-          pack_a_panel<Kn>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)),
-                           kcc, abuf + ir * kcc);
+      for (int64_t ir = 0, pi = 0; ir < mb; ir += rows_at(ir), ++pi)
+        if ((!a_in_place && !at_in_place) || !whole(rows_at(ir)))
+          pack_a_panel<Kn>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, rows_at(ir), kcc,
+                           abuf + pi * MR * kcc);
       const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
       for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
         const int64_t nb = imin(bl.nb, n1 - j0);
@@ -345,9 +371,9 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
         if (b_in_place && tail)
           pack_b_panel<Kn>(b + k0 * b_rs + (j0 + nb - tail) * b_cs, b_rs, b_cs, int(tail), kcc,
                            ebuf);
-        for (int64_t ir = 0; ir < mb; ir += MR) {
-          const int mr = int(imin(MR, mb - ir));
-          const T* ap = abuf + ir * kcc;
+        for (int64_t ir = 0, pi = 0; ir < mb; ir += rows_at(ir), ++pi) {
+          const int mr = rows_at(ir);
+          const T* ap = abuf + pi * MR * kcc;
           T* crow = c + (i0 + ir) * N;
           for (int64_t jr = 0; jr < nb; jr += NR) {
             const int nr = int(imin(NR, nb - jr));
@@ -365,12 +391,12 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
             }
             Epi<T> epi = epi0;
             if (epi.last && p.bias) epi.bias = p.bias + j0 + jr;
-            if (a_in_place && mr == MR)
-              Kn::template tile<false>(kcc, a + (i0 + ir) * K + k0, K, bp, ldb, crow + j0 + jr, N,
-                                       mr, nr, epi);
-            else if (at_in_place && mr == MR)
-              Kn::template tile<true>(kcc, a + k0 * M + i0 + ir, M, bp, ldb, crow + j0 + jr, N,
-                                      mr, nr, epi);
+            if (a_in_place && whole(mr))
+              Kn::template tile_whole<false>(kcc, a + (i0 + ir) * K + k0, K, bp, ldb,
+                                             crow + j0 + jr, N, mr, nr, epi);
+            else if (at_in_place && whole(mr))
+              Kn::template tile_whole<true>(kcc, a + k0 * M + i0 + ir, M, bp, ldb, crow + j0 + jr,
+                                            N, mr, nr, epi);
             else
               Kn::tile_packed(kcc, ap, MR, bp, ldb, crow + j0 + jr, N, mr, nr, epi);
           }
