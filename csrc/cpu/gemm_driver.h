@@ -318,7 +318,10 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // the panel maps to the same L1/L2 sets (N = 1024: 0.97x -> 0.84x).
   // And only while the kc x N slab of B fits the L2 share a packed block would
   // use: beyond that, every row panel would re-read B from L3.
-  const bool b_short = m1 - m0 <= 512 && (N * int64_t(sizeof(T))) % 4096 != 0 &&
+  // Wide tiles only (NR >= 32 floats: AVX-512): the AVX2 6 x 16 tile does 12
+  // FMAs per 64-byte B row, too few to hide the strided L2 reads (measured
+  // 0.52x -> 0.43x of MKL at 256x128x784 with trans_a).
+  const bool b_short = NR * int64_t(sizeof(T)) >= 128 && m1 - m0 <= 512 && (N * int64_t(sizeof(T))) % 4096 != 0 &&
                        kc * (n1 - n0) <= bl.kc * bl.nb;
   const bool b_in_place = !p.trans_b && (K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024 ||
                                          m1 - m0 <= MR || b_short);
@@ -336,7 +339,7 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // panel reads lose to packing (0.82x vs 0.96x of MKL). Not when a row of a is
   // a multiple of 4 KiB (every k on the same L1 sets).
   const bool at_in_place =
-      p.trans_a && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
+      p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
 
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
