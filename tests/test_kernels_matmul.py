@@ -194,6 +194,45 @@ def test_small_m_reads_b_in_place(isa, dtype, m):
     assert_close(out, a, b)
 
 
+# Linear-layer shapes (M = a batch of ~128 rows): a row-major B is read in
+# place for M <= 512 unless its rows are a 4 KiB multiple (N = 1024 f32,
+# 512 f64) or the kc x N slab outgrows L2; a trans_a A is read in place for
+# K*itemsize <= 1 KiB unless its rows are a 4 KiB multiple. Each shape sits on
+# one side of those limits, with ragged row panels (M % MR != 0), ragged
+# column panels, several kc blocks (K = 700) and the fused epilogue.
+LINEAR_SHAPES = [  # (M, N, K)
+    (128, 256, 128),
+    (129, 784, 256),
+    (126, 10, 128),
+    (250, 200, 700),
+    (128, 1024, 100),
+    (512, 33, 129),
+    (513, 40, 64),
+    (1024, 50, 64),
+    (300, 1000, 1000),
+    # M % MR of 1 or 2 (fp32 MR = 14; AVX2 narrow MR = 12): the last rows run as
+    # two panels of <= 8 rows, read in place or packed
+    (127, 64, 50),
+    (142, 40, 300),
+    (16, 100, 64),
+    (122, 8, 50),
+    (29, 5, 7),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", LINEAR_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_linear_layer_shapes_in_place_paths(isa, dtype, shape):
+    m, n, k = shape
+    rng = np.random.default_rng(m + 7 * n + 13 * k)
+    bias = randn(rng, (n,), dtype)
+    for trans_a in (False, True):
+        a = randn(rng, (k, m) if trans_a else (m, k), dtype)
+        b = randn(rng, (k, n), dtype)
+        out = run(a, b, (m, n), dtype, trans_a=trans_a, bias=bias, activation="relu")
+        assert_close(out, a, b, trans_a, False, bias, "relu")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_changes_values(dtype):
     # Guards the oracle itself: each activation must differ from "none" here.

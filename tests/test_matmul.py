@@ -114,3 +114,40 @@ def test_linear_fused_epilogue_inference(act, ref, shape):
                                         activation=act)
     expect = ref(torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)))
     assert_close(out, expect)
+
+
+def test_no_graph_fast_path_matches_torch_and_records_nothing():
+    """With nothing to differentiate, matmul skips the graph node: same values, no grad_fn;
+    anomaly mode still checks the output."""
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((64, 64)).astype(np.float32), rng.standard_normal((64, 64))
+    b = b.astype(np.float32)
+    ka, kb = kiln.from_numpy(a), kiln.from_numpy(b)
+    out = ka @ kb
+    assert out.grad_fn is None and not out.requires_grad
+    assert_close(out, torch.from_numpy(a) @ torch.from_numpy(b), rtol=1e-5)
+    kw = kiln.from_numpy(b).requires_grad_()
+    with kiln.no_grad():
+        out = ka @ kw
+    assert out.grad_fn is None and not out.requires_grad
+    assert (ka @ kw).requires_grad  # and with grad enabled the node is recorded
+    bad = kiln.from_numpy(np.full((2, 2), np.inf, np.float32))
+    with kiln.autograd.detect_anomaly(), pytest.raises(RuntimeError, match="matmul"):
+        bad @ bad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 64, 64, 64), (3, 1, 5, 2), (5, 17, 3, 33)])
+def test_bmm_equal_batches(dtype, shape):
+    """3-D operands with equal batches (the direct kernel call), contiguous and transposed."""
+    bt, m, k, n = shape
+    rng = np.random.default_rng(bt + m + k + n)
+    a = rng.standard_normal((bt, m, k)).astype(dtype)
+    b = rng.standard_normal((bt, k, n)).astype(dtype)
+    ref = torch.from_numpy(a) @ torch.from_numpy(b)
+    assert_close(kiln.bmm(kiln.from_numpy(a), kiln.from_numpy(b)), ref, rtol=1e-5)
+    at = kiln.from_numpy(np.ascontiguousarray(np.swapaxes(a, 1, 2))).transpose(1, 2)
+    assert_close(kiln.matmul(at, kiln.from_numpy(b)), ref, rtol=1e-5)
+    with pytest.raises(TypeError, match="dtype"):
+        other = np.float64 if dtype is np.float32 else np.float32
+        kiln.matmul(kiln.from_numpy(a), kiln.from_numpy(b.astype(other)))

@@ -118,9 +118,10 @@ void act_row_simd(typename S::T* c, int n, Act act) {
   }
 }
 
-// MR x (NV*L) register tile. a: the packed A micro-panel (k-major, MR per
-// k; kPackedA) or A read in place (row-major, row stride lda; only for full
-// MR-row panels, so no row past M is read). b: B micro-panel with row stride
+// MR x (NV*L) register tile. a: A k-major (kPackedA: A(i, k) = a[k*lda + i];
+// the packed micro-panel with lda = MR, or a trans_a operand read in place
+// with lda = M) or A row-major read in place (A(i, k) = a[i*lda + k]). In
+// place only for full MR-row panels, so no row past M is read. b: B micro-panel with row stride
 // ldb (NR when packed, N when read in place). mr x nr is the valid part of
 // the tile (edge tiles); padded columns are computed from zeros and masked
 // off at the write-back.
@@ -135,7 +136,7 @@ struct MicroKernel {
   static constexpr int NR = NV * L;
 
   // ROWS <= MR rows are computed (a ragged last row panel runs a shorter
-  // tile instead of multiplying zero padding); packed A keeps its MR stride.
+  // tile instead of multiplying zero padding); A keeps its k stride lda.
   template <bool kPackedA, int ROWS = MR>
   static void tile(int64_t kc, const T* __restrict a, int64_t lda, const T* __restrict b,
                    int64_t ldb, T* __restrict c, int64_t ldc, int mr, int nr, const Epi<T>& e) {
@@ -159,7 +160,7 @@ struct MicroKernel {
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(av, bv[v], acc[i][v]);
       }
-      a += kPackedA ? MR : 1;
+      a += kPackedA ? lda : 1;
       b += ldb;
     }
 
@@ -192,36 +193,54 @@ struct MicroKernel {
     }
   }
 
-  // Packed-A tile with mr valid rows: the smallest of MR, 8, 4, 2, 1 rows
-  // that covers them.
-  static void tile_packed(int64_t kc, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc,
-                          int mr, int nr, const Epi<T>& e) {
+  // A read in place: a panel of exactly MR or 8 rows (the two heights the
+  // driver's row split produces for whole panels).
+  template <bool kKMajor>
+  static void tile_whole(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
+                         int64_t ldc, int mr, int nr, const Epi<T>& e) {
+    constexpr int r8 = MR < 8 ? MR : 8;
+    if (mr == MR)
+      tile<kKMajor, MR>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
+    else
+      tile<kKMajor, r8>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
+  }
+
+  // k-major-A tile (k stride lda) with mr valid rows: the smallest of MR, 8,
+  // 4, 2, 1 rows that covers them (rows mr..ROWS-1 are read, so A must hold
+  // them: packed panels are zero-padded to MR rows).
+  static void tile_packed(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
+                          int64_t ldc, int mr, int nr, const Epi<T>& e) {
     constexpr int r8 = MR < 8 ? MR : 8, r4 = MR < 4 ? MR : 4, r2 = MR < 2 ? MR : 2;
     if (mr > r8)
-      tile<true, MR>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+      tile<true, MR>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
     else if (mr > r4)
-      tile<true, r8>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+      tile<true, r8>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
     else if (mr > r2)
-      tile<true, r4>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+      tile<true, r4>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
     else if (mr > 1)
-      tile<true, r2>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+      tile<true, r2>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
     else
-      tile<true, 1>(kc, a, 0, b, ldb, c, ldc, mr, nr, e);
+      tile<true, 1>(kc, a, lda, b, ldb, c, ldc, mr, nr, e);
   }
 };
 
 // Packs rows [0, rows) x depth [0, kc) of A into one MR-row panel, k-major:
 // dst[k*MR + i] = A(i, k), rows >= `rows` zero. A(i, k) = src[i*rs + k*cs].
-template <int MR, class T>
+template <class Kn, class T = typename Kn::T>
 void pack_a_panel(const T* src, int64_t rs, int64_t cs, int rows, int64_t kc, T* __restrict dst) {
-  if (cs == 1 && rows == MR) {  // A row-major: gather one column of MR rows per k
+  using S = typename Kn::Simd;
+  constexpr int MR = Kn::MR;
+  if (rs == 1) {  // trans_a: `rows` contiguous values per k, masked vector moves
+    for (int64_t k = 0; k < kc; ++k)
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; i += S::L) {
+        const typename S::M m = S::mask(rows - i), ms = S::mask(MR - i);
+        S::mask_store(dst + k * MR + i, ms, S::maskz_load(m, src + k * cs + i));
+      }
+  } else if (cs == 1 && rows == MR) {  // A row-major: gather one column of MR rows per k
     for (int64_t k = 0; k < kc; ++k)
 #pragma GCC unroll 32
       for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * rs + k];
-  } else if (rs == 1 && rows == MR) {  // trans_a: MR contiguous values per k
-    for (int64_t k = 0; k < kc; ++k)
-#pragma GCC unroll 32
-      for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[k * cs + i];
   } else {  // edge panel
     for (int64_t k = 0; k < kc; ++k)
       for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < rows ? src[i * rs + k * cs] : T(0);
@@ -291,8 +310,21 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // much as the product itself. Only a ragged last column panel is packed.
   // So is any row-major B when this tile has a single row panel (small M):
   // then every B element is used once and packing it would only add a copy.
-  const bool b_in_place =
-      !p.trans_b && (K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024 || m1 - m0 <= MR);
+  // And so is a row-major B for a short tile (M up to a few hundred rows, the
+  // Linear-layer backward shapes): packing costs one copy per B element against
+  // 2 (m1 - m0) flops on it, ~6% at M = 128, while the kernel streams B rows
+  // from L2 about as fast as a packed panel (measured 0.91x -> 0.96x of MKL at
+  // 126x128x256). Not when a B row is a multiple of 4 KiB: then every row of
+  // the panel maps to the same L1/L2 sets (N = 1024: 0.97x -> 0.84x).
+  // And only while the kc x N slab of B fits the L2 share a packed block would
+  // use: beyond that, every row panel would re-read B from L3.
+  // Wide tiles only (NR >= 32 floats: AVX-512): the AVX2 6 x 16 tile does 12
+  // FMAs per 64-byte B row, too few to hide the strided L2 reads (measured
+  // 0.52x -> 0.43x of MKL at 256x128x784 with trans_a).
+  const bool b_short = NR * int64_t(sizeof(T)) >= 128 && m1 - m0 <= 512 && (N * int64_t(sizeof(T))) % 4096 != 0 &&
+                       kc * (n1 - n0) <= bl.kc * bl.nb;
+  const bool b_in_place = !p.trans_b && (K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024 ||
+                                         m1 - m0 <= MR || b_short);
   // Likewise short rows of a row-major A are read in place: packing costs
   // about 32/N of the product, which matters for small N; rows of at most
   // 1 KiB also keep the MR row streams off the same L1 sets. A ragged last
@@ -300,15 +332,37 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // With a single column panel (narrow N) each A element is used once per
   // panel, so packing A never pays off, whatever K.
   const bool a_in_place = !p.trans_a && (K * int64_t(sizeof(T)) <= 1024 || n1 - n0 <= NR);
+  // A trans_a operand is already k-major (A(i, k) = a[k*M + i]): the kernel
+  // reads its full MR-row panels in place with k stride M, as it reads a
+  // packed panel. Packing it cost ~7% at 128x128x256 (dW of a Linear layer).
+  // Only for short K (a Linear layer's batch): at 512x1000x1000 the strided
+  // panel reads lose to packing (0.82x vs 0.96x of MKL). Not when a row of a is
+  // a multiple of 4 KiB (every k on the same L1 sets).
+  const bool at_in_place =
+      p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
 
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
+    // Row panels: MR rows each, but a remainder of 1 or 2 rows (M = 128 =
+    // 9 x 14 + 2) would run a 1- or 2-row tile, whose few accumulator chains
+    // leave the FMA units half idle or worse; the last MR + rem rows then go
+    // as two panels of at most 8 (the 8-row tile runs near full speed). The
+    // panel count is unchanged, so panel pi still packs at abuf + pi*MR*kcc.
+    const int64_t rem = mb % MR;
+    const bool even_tail = MR > 8 && mb > MR && rem > 0 && MR + rem <= 16;
+    const int64_t tail0 = mb - rem - MR;
+    auto rows_at = [&](int64_t ir) -> int {
+      if (even_tail && ir >= tail0) return ir == tail0 ? int(MR + rem - 8) : 8;
+      return int(imin(MR, mb - ir));
+    };
+    // Panels an in-place kernel can read: exactly MR or 8 rows (no row past M).
+    auto whole = [](int r) { return r == MR || (MR > 8 && r == 8); };
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
       const int64_t kcc = imin(kc, K - k0);
-      for (int64_t ir = 0; ir < mb; ir += MR)
-        if (!a_in_place || mb - ir < MR)
-          pack_a_panel<MR>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, int(imin(MR, mb - ir)),
-                           kcc, abuf + ir * kcc);
+      for (int64_t ir = 0, pi = 0; ir < mb; ir += rows_at(ir), ++pi)
+        if ((!a_in_place && !at_in_place) || !whole(rows_at(ir)))
+          pack_a_panel<Kn>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, rows_at(ir), kcc,
+                           abuf + pi * MR * kcc);
       const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
       for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
         const int64_t nb = imin(bl.nb, n1 - j0);
@@ -320,9 +374,9 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
         if (b_in_place && tail)
           pack_b_panel<Kn>(b + k0 * b_rs + (j0 + nb - tail) * b_cs, b_rs, b_cs, int(tail), kcc,
                            ebuf);
-        for (int64_t ir = 0; ir < mb; ir += MR) {
-          const int mr = int(imin(MR, mb - ir));
-          const T* ap = abuf + ir * kcc;
+        for (int64_t ir = 0, pi = 0; ir < mb; ir += rows_at(ir), ++pi) {
+          const int mr = rows_at(ir);
+          const T* ap = abuf + pi * MR * kcc;
           T* crow = c + (i0 + ir) * N;
           for (int64_t jr = 0; jr < nb; jr += NR) {
             const int nr = int(imin(NR, nb - jr));
@@ -340,11 +394,14 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
             }
             Epi<T> epi = epi0;
             if (epi.last && p.bias) epi.bias = p.bias + j0 + jr;
-            if (a_in_place && mr == MR)
-              Kn::template tile<false>(kcc, a + (i0 + ir) * K + k0, K, bp, ldb, crow + j0 + jr, N,
-                                       mr, nr, epi);
+            if (a_in_place && whole(mr))
+              Kn::template tile_whole<false>(kcc, a + (i0 + ir) * K + k0, K, bp, ldb,
+                                             crow + j0 + jr, N, mr, nr, epi);
+            else if (at_in_place && whole(mr))
+              Kn::template tile_whole<true>(kcc, a + k0 * M + i0 + ir, M, bp, ldb, crow + j0 + jr,
+                                            N, mr, nr, epi);
             else
-              Kn::tile_packed(kcc, ap, bp, ldb, crow + j0 + jr, N, mr, nr, epi);
+              Kn::tile_packed(kcc, ap, MR, bp, ldb, crow + j0 + jr, N, mr, nr, epi);
           }
         }
       }

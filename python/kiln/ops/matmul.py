@@ -17,7 +17,9 @@ from kiln.autograd import Function, fresh, is_grad_enabled
 from kiln.grad_mode import _mode
 from kiln.ops import elementwise as ew
 from kiln.ops._util import contig, kernels, sum_to, wrap
-from kiln.tensor import Tensor
+from kiln.tensor import Tensor, _wrap
+
+_ndarray = np.ndarray
 
 
 def _operand(m: np.ndarray):
@@ -66,18 +68,31 @@ def _check(a, b, op):
 
 def matmul_arrays(a: np.ndarray, b: np.ndarray, bias=None, activation="none") -> np.ndarray:
     """a @ b on arrays through the GEMM kernel (NumPy semantics for 1-D and batch dims)."""
-    if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0] and a.dtype == b.dtype \
-            and a.dtype.kind == "f":
+    sa, sb, dt = a.shape, b.shape, a.dtype
+    if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0] and dt is b.dtype and dt.kind == "f":
         # the common case first, with nothing else on the path: per-op cost matters
+        # (each attribute read here is ~50 ns against a 0.6 us 16^3 product)
         ta = tb = False
         if not a.flags.c_contiguous:
             a, ta = (a.T, True) if a.flags.f_contiguous else (np.ascontiguousarray(a), False)
         if not b.flags.c_contiguous:
             b, tb = (b.T, True) if b.flags.f_contiguous else (np.ascontiguousarray(b), False)
-        M, N = (a.shape[1] if ta else a.shape[0]), (b.shape[0] if tb else b.shape[1])
-        out = np.empty((M, N), dtype=a.dtype)
-        (_cpu if type(a) is np.ndarray else kernels(a)).matmul(a, b, out, ta, tb, bias,
-                                                                activation)
+        out = np.empty((sa[0], sb[1]), dt)
+        k = _cpu if type(a) is _ndarray else kernels(a)
+        if bias is None and activation == "none":
+            k.matmul(a, b, out, ta, tb)
+        else:
+            k.matmul(a, b, out, ta, tb, bias, activation)
+        return out
+    if len(sa) == 3 and len(sb) == 3 and sa[0] == sb[0] and sa[2] == sb[1] and dt is b.dtype \
+            and dt.kind == "f" and a.flags.c_contiguous and b.flags.c_contiguous:
+        # bmm of equal batches: no broadcasting to work out
+        out = np.empty((sa[0], sa[1], sb[2]), dt)
+        k = _cpu if type(a) is _ndarray else kernels(a)
+        if bias is None and activation == "none":
+            k.matmul(a, b, out, False, False)
+        else:
+            k.matmul(a, b, out, False, False, bias, activation)
         return out
     _check(a, b, "matmul")
     if a.dtype.kind != "f":
@@ -184,6 +199,10 @@ def matmul(a, b):
         raise TypeError(
             f"matmul: expected Tensors, got {type(a).__name__} and {type(b).__name__}"
         )
+    mode = _mode
+    if not (mode.grad and (a.requires_grad or b.requires_grad)) and not mode.anomaly:
+        # nothing to record: skip the graph node (~1.5 us, a third of a 64^3 product)
+        return _wrap(matmul_arrays(a.data, b.data))
     return Matmul.apply(a, b)
 
 
