@@ -150,7 +150,7 @@ void pack_a_avx512(const T* src, int64_t rows, int64_t depth, int64_t rs, int64_
   // Each MR-row panel holds the whole depth, k-major, so the kc block at k0
   // starts at panel + k0 * MR.
   for (int64_t r0 = 0; r0 < rows; r0 += MR)
-    gemm::pack_a_panel<MR>(src + r0 * rs, rs, cs, int(imin(MR, rows - r0)), depth, dst + r0 * depth);
+    gemm::pack_a_panel<Kn>(src + r0 * rs, rs, cs, int(imin(MR, rows - r0)), depth, dst + r0 * depth);
 }
 
 template <class T>
@@ -179,7 +179,7 @@ void gemm_packed_avx512(const T* ap, int64_t M, int64_t K, const T* b, int64_t l
         lb = NR;
       }
       for (int64_t ir = 0; ir < M; ir += MR)
-        Kn::tile_packed(kcc, ap + ir * K + k0 * MR, bp, lb, c + ir * ldc + jr, ldc,
+        Kn::tile_packed(kcc, ap + ir * K + k0 * MR, MR, bp, lb, c + ir * ldc + jr, ldc,
                         int(imin(MR, M - ir)), nr, e);
     }
   }
