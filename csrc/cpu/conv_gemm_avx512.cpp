@@ -21,7 +21,7 @@
 #include <immintrin.h>
 
 #include "cpu/conv.h"
-#include "cpu/gemm_driver.h"
+#include "cpu/gemm_simd_avx512.h"
 
 namespace kiln::cpu::conv {
 namespace {
@@ -30,97 +30,8 @@ using gemm::cdiv;
 using gemm::Epi;
 using gemm::imin;
 
-struct F32x16 {
-  using T = float;
-  using V = __m512;
-  using M = __mmask16;
-  static constexpr int L = 16;
-  static constexpr bool kVecMath = false;
-  // trans_b packing with 16 x 16 register transposes (as in gemm_avx512.cpp):
-  // dst[k*NR + j] = src[j*ld + k] for j < cols, 0 beyond.
-  static constexpr bool kTransposePack = true;
-  template <int NR>
-  static void pack_bt(const T* src, int64_t ld, int64_t kc, T* __restrict dst, int cols) {
-    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-      const int kn = int(kc - k0 < 16 ? kc - k0 : 16);
-      const M km = mask(kn);
-      for (int h = 0; h < NR / 16; ++h) {
-        V r[16], t[16];
-        for (int i = 0; i < 16; ++i)
-          r[i] = h * 16 + i < cols ? maskz_load(km, src + (h * 16 + i) * ld + k0) : zero();
-        transpose16(r, t);
-        for (int k = 0; k < kn; ++k) store(dst + (k0 + k) * NR + h * 16, t[k]);
-      }
-    }
-  }
-  static void transpose16(const V* r, V* out) {
-    V t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int g = 0; g < 4; ++g) {
-      const V* tg = t + 4 * g;
-      u[4 * g + 0] = _mm512_shuffle_ps(tg[0], tg[2], 0x44);
-      u[4 * g + 1] = _mm512_shuffle_ps(tg[0], tg[2], 0xEE);
-      u[4 * g + 2] = _mm512_shuffle_ps(tg[1], tg[3], 0x44);
-      u[4 * g + 3] = _mm512_shuffle_ps(tg[1], tg[3], 0xEE);
-    }
-    for (int q = 0; q < 4; ++q) {
-      const V x0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
-      const V x1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
-      const V y0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
-      const V y1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
-      out[q] = _mm512_shuffle_f32x4(x0, x1, 0x88);
-      out[q + 8] = _mm512_shuffle_f32x4(x0, x1, 0xDD);
-      out[q + 4] = _mm512_shuffle_f32x4(y0, y1, 0x88);
-      out[q + 12] = _mm512_shuffle_f32x4(y0, y1, 0xDD);
-    }
-  }
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const T* p) { return _mm512_loadu_ps(p); }
-  static V bcast(const T* p) { return _mm512_set1_ps(*p); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static V relu(V x) {
-    const V z = _mm512_setzero_ps();
-    return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), z);
-  }
-  static M mask(int n) { return n <= 0 ? M(0) : n >= L ? M(0xFFFF) : M((1u << n) - 1); }
-  static V maskz_load(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
-  static void store(T* p, V x) { _mm512_storeu_ps(p, x); }
-  static void mask_store(T* p, M m, V x) { _mm512_mask_storeu_ps(p, m, x); }
-  static void prefetch_w(const T* p, int n) {
-    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
-    if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
-  }
-};
-
-struct F64x8 {
-  using T = double;
-  using V = __m512d;
-  using M = __mmask8;
-  static constexpr int L = 8;
-  static constexpr bool kVecMath = false;
-  static constexpr bool kTransposePack = false;
-  static V zero() { return _mm512_setzero_pd(); }
-  static V load(const T* p) { return _mm512_loadu_pd(p); }
-  static V bcast(const T* p) { return _mm512_set1_pd(*p); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_pd(a, b); }
-  static V relu(V x) {
-    const V z = _mm512_setzero_pd();
-    return _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, z, _CMP_LT_OQ), z);
-  }
-  static M mask(int n) { return n <= 0 ? M(0) : n >= L ? M(0xFF) : M((1u << n) - 1); }
-  static V maskz_load(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
-  static void store(T* p, V x) { _mm512_storeu_pd(p, x); }
-  static void mask_store(T* p, M m, V x) { _mm512_mask_storeu_pd(p, m, x); }
-  static void prefetch_w(const T* p, int n) {
-    _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
-    if (n > L) _mm_prefetch(reinterpret_cast<const char*>(p + n - 1), _MM_HINT_T0);
-  }
-};
+using gemm::F32x16;
+using gemm::F64x8;
 
 // The matmul kernel's tile shapes (gemm_avx512.cpp): fp32 14 x 32, fp64 8 x 24.
 template <class T> struct Kern;
