@@ -31,7 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+# JSON results next to the scripts, or where KILN_BENCH_RESULTS says (an installed copy)
+RESULTS = Path(os.environ.get("KILN_BENCH_RESULTS", HERE / "results"))
 # what a missing or broken kiln kernel raises; a correctness check that hits one is skipped
 KERNEL_ERRORS = (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError)
 RATIO_NOTE = "ratio = t_reference / t_kiln (> 1: kiln is faster)"

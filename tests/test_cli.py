@@ -34,3 +34,17 @@ def test_bad_data_and_info(capsys):
         cli.main(["train", "--data", "no-such-thing", "--quiet"])
     assert cli.main(["info"]) == 0
     assert "instruction set" in capsys.readouterr().out
+
+
+def test_bench_finds_checkout_then_installed_copy(tmp_path, monkeypatch):
+    from kiln.cli import _find_bench
+
+    monkeypatch.chdir(tmp_path)
+    pkg = tmp_path / "site" / "kiln"
+    (pkg / "bench").mkdir(parents=True)
+    assert _find_bench(pkg) == (None, False)
+    (pkg / "bench" / "run_all.py").write_text("")
+    assert _find_bench(pkg) == (pkg / "bench" / "run_all.py", True)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "run_all.py").write_text("")  # a checkout in the working folder wins
+    assert _find_bench(pkg) == (tmp_path / "bench" / "run_all.py", False)
