@@ -213,8 +213,7 @@ void fwd_tile(const Geo& G, const Ops<T>& ops, const T* q, const T* k, const T* 
   T *m = stat, *l = stat + kBr, *alpha = stat + 2 * kBr;
   const T* qh = q + (bh * G.L + i0) * D;
   const T sc = T(G.scale * kLog2e);
-  for (int64_t ii = 0; ii < kBr; ++ii)
-    for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = ii < n ? qh[ii * D + d] * sc : T(0);
+  ops.pack_t(qh, D, n, D, sc, qt, kBr);
   const int64_t hk = b * G.Hkv + h / G.g;
   const T* kh = k + hk * G.S * D;
   const T* vh = v + hk * G.S * Dv;
@@ -266,8 +265,8 @@ struct Packed {  // per query tile of every (b, h): Q^T * scale, dO^T, D_i, lse 
 };
 
 template <class T>
-void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* lse,
-                 const Packed<T>& P, int64_t bh, int64_t qb) {
+void bwd_prepass(const Geo& G, const Ops<T>& ops, const T* go, const T* q, const T* out,
+                 const T* lse, const Packed<T>& P, int64_t bh, int64_t qb) {
   const int64_t D = G.D, Dv = G.Dv, tile = bh * G.nqb() + qb;
   const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0);
   T* qt = P.qt + tile * D * kBr;
@@ -278,15 +277,12 @@ void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* l
   const T* gh = go + (bh * G.L + i0) * Dv;
   const T* oh = out + (bh * G.L + i0) * Dv;
   const T sc = T(G.scale * kLog2e);
+  ops.pack_t(qh, D, n, D, sc, qt, kBr);
+  ops.pack_t(gh, Dv, n, Dv, T(1), dot, kBr);
+  ops.rowdot(gh, oh, Dv, n, Dv, di);
   for (int64_t ii = 0; ii < kBr; ++ii) {
     const bool in = ii < n;
-    for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = in ? qh[ii * D + d] * sc : T(0);
-    double s = 0;
-    for (int64_t d = 0; d < Dv; ++d) {
-      dot[d * kBr + ii] = in ? gh[ii * Dv + d] : T(0);
-      if (in) s += double(gh[ii * Dv + d]) * double(oh[ii * Dv + d]);
-    }
-    di[ii] = T(s);
+    if (!in) di[ii] = 0;
     const T lv = in ? lse[bh * G.L + i0 + ii] : std::numeric_limits<T>::infinity();
     ls[ii] = lv == -std::numeric_limits<T>::infinity() ? std::numeric_limits<T>::infinity()
                                                         : T(double(lv) * kLog2e);
@@ -360,7 +356,7 @@ void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, con
   const Packed<T> P{ws, ws + ntile * kBr * G.D, ws + ntile * kBr * (G.D + G.Dv),
                     ws + ntile * kBr * (G.D + G.Dv + 1)};
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t t = 0; t < ntile; ++t) bwd_prepass(G, go, q, out, lse, P, t / nqb, t % nqb);
+  for (int64_t t = 0; t < ntile; ++t) bwd_prepass(G, ops, go, q, out, lse, P, t / nqb, t % nqb);
   const int64_t unit_q = G.g * G.L * G.D;  // one unit's dQ elements
   std::memset(gq, 0, sizeof(T) * size_t(BH * G.L * G.D));
   if (nt == 1 || units % nt == 0 || units >= 4 * nt) {

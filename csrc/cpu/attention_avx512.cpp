@@ -170,10 +170,64 @@ void ds(const float* p, float* dp, int64_t jn, int64_t br, const float* di) {
   }
 }
 
+// In-register 16 x 16 transpose: three shuffle stages (pairs of rows, 128-bit lanes, 256-bit
+// halves), 64 shuffles per 256 elements instead of 256 scalar stores with stride br.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 4; ++i) {
+      t[8 * h + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0x88);
+      t[8 * h + 4 + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0xDD);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+  }
+}
+
+void pack_t(const float* src, int64_t ld, int64_t n, int64_t D, float sc, float* dst,
+            int64_t br) {
+  const __m512 s = _mm512_set1_ps(sc);
+  for (int64_t i0 = 0; i0 < br; i0 += 16)
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      const int64_t dn = std::min<int64_t>(16, D - d0);
+      const __mmask16 m = static_cast<__mmask16>((1u << dn) - 1u);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i0 + i < n ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + (i0 + i) * ld + d0), s)
+                          : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t d = 0; d < dn; ++d) _mm512_storeu_ps(dst + (d0 + d) * br + i0, r[d]);
+    }
+}
+
+void rowdot(const float* a, const float* b, int64_t ld, int64_t n, int64_t D, float* di) {
+  for (int64_t i = 0; i < n; ++i) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 m = static_cast<__mmask16>(D - d >= 16 ? 0xFFFFu : (1u << (D - d)) - 1u);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i * ld + d),
+                            _mm512_maskz_loadu_ps(m, b + i * ld + d), acc);
+    }
+    di[i] = _mm512_reduce_add_ps(acc);
+  }
+}
+
 }  // namespace
 
 const Ops<float>& ops_avx512_f32() {
-  static const Ops<float> ops{&gemm, &softmax_step, &exp_sub, &ds};
+  static const Ops<float> ops{&gemm, &softmax_step, &exp_sub, &ds, &pack_t, &rowdot};
   return ops;
 }
 

@@ -61,11 +61,26 @@ void ds(const T* p, T* dp, int64_t jn, int64_t br, const T* di) {
     for (int64_t i = 0; i < br; ++i) dp[j * br + i] = p[j * br + i] * (dp[j * br + i] - di[i]);
 }
 
+template <class T>
+void pack_t(const T* src, int64_t ld, int64_t n, int64_t D, T sc, T* dst, int64_t br) {
+  for (int64_t i = 0; i < br; ++i)
+    for (int64_t d = 0; d < D; ++d) dst[d * br + i] = i < n ? src[i * ld + d] * sc : T(0);
+}
+
+template <class T>
+void rowdot(const T* a, const T* b, int64_t ld, int64_t n, int64_t D, T* di) {
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) s += double(a[i * ld + d]) * double(b[i * ld + d]);
+    di[i] = T(s);
+  }
+}
+
 }  // namespace
 
 template <class T>
 const Ops<T>& ops_portable() {
-  static const Ops<T> ops{&gemm<T>, &softmax_step<T>, &exp_sub<T>, &ds<T>};
+  static const Ops<T> ops{&gemm<T>, &softmax_step<T>, &exp_sub<T>, &ds<T>, &pack_t<T>, &rowdot<T>};
   return ops;
 }
 template const Ops<float>& ops_portable<float>();
