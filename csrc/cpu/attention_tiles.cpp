@@ -76,11 +76,28 @@ void rowdot(const T* a, const T* b, int64_t ld, int64_t n, int64_t D, T* di) {
   }
 }
 
+template <class T>
+void gemm_exp(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak, const T* B,
+              int64_t ldb, T* C, int64_t ldc, const T* lse) {
+  gemm<T>(M, N, K, A, sam, sak, B, ldb, C, ldc, false, nullptr);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = std::exp2(C[m * ldc + n] - lse[n]);
+}
+
+template <class T>
+void gemm_ds(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak, const T* B,
+             int64_t ldb, T* C, int64_t ldc, const T* p, const T* di) {
+  gemm<T>(M, N, K, A, sam, sak, B, ldb, C, ldc, false, nullptr);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = p[m * ldc + n] * (C[m * ldc + n] - di[n]);
+}
+
 }  // namespace
 
 template <class T>
 const Ops<T>& ops_portable() {
-  static const Ops<T> ops{&gemm<T>, &softmax_step<T>, &exp_sub<T>, &ds<T>, &pack_t<T>, &rowdot<T>};
+  static const Ops<T> ops{&gemm<T>,   &softmax_step<T>, &exp_sub<T>, &ds<T>,
+                          &pack_t<T>, &rowdot<T>,       &gemm_exp<T>, &gemm_ds<T>};
   return ops;
 }
 template const Ops<float>& ops_portable<float>();
