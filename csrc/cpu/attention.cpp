@@ -12,8 +12,9 @@
 // visited. Only out and lse are written: memory is O(T * D), never O(T^2).
 //
 // Backward (FlashAttention-2): a pre-pass packs Q^T (scaled), dO^T and D_i = rowsum(dO * O) per
-// query tile (128 queries, 64 when causal), dO^T and D_i pre-multiplied by scale; then per
-// 64-key tile, over the query tiles (of every query head of the group):
+// query tile, dO^T and D_i pre-multiplied by scale; then per key tile, over the query tiles
+// (of every query head of the group; tiles 128 x 128 when not causal -- half the sweeps over
+// the packed query tiles, which leave L2 at long T -- 64 x 64 when causal, less masked work):
 //   P = exp(s - lse), dV_j += P~^T dO, dP~ = dO V_j^T, dS = P * (dP - D_i),
 //   dK_j += scale dS^T Q, dQ += scale dS K_j            (P~ = P * keep / (1-p) under dropout)
 // (the scale comes in through dO^T and D_i, and the exp and the dS step run in the store of
@@ -365,7 +366,7 @@ void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, con
   // Non-causal: 128-query tiles, so the dV and dK tile GEMMs run twice as many k steps per
   // load/store of their accumulators and the per-tile overheads halve. Causal keeps 64 (a
   // wider tile would waste more masked work along the diagonal).
-  const int64_t br = G.causal ? kBr : 2 * kBr, bc = kBc;
+  const int64_t br = G.causal ? kBr : 2 * kBr, bc = G.causal ? kBc : 2 * kBc;
   const int64_t nqb = (G.L + br - 1) / br, nkb = (G.S + bc - 1) / bc, BH = G.B * G.Hq;
   const int64_t units = G.B * G.Hkv;
   const int64_t ntile = BH * nqb;
