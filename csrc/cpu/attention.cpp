@@ -12,9 +12,13 @@
 // visited. Only out and lse are written: memory is O(T * D), never O(T^2).
 //
 // Backward (FlashAttention-2): a pre-pass packs Q^T (scaled), dO^T and D_i = rowsum(dO * O) per
-// query tile; then per 64-key tile, over the query tiles (of every query head of the group):
+// query tile, dO^T and D_i pre-multiplied by scale; then per key tile, over the query tiles
+// (of every query head of the group; tiles 128 x 128 when not causal -- half the sweeps over
+// the packed query tiles, which leave L2 at long T -- 64 x 64 when causal, less masked work):
 //   P = exp(s - lse), dV_j += P~^T dO, dP~ = dO V_j^T, dS = P * (dP - D_i),
 //   dK_j += scale dS^T Q, dQ += scale dS K_j            (P~ = P * keep / (1-p) under dropout)
+// (the scale comes in through dO^T and D_i, and the exp and the dS step run in the store of
+// their GEMMs when nothing -- mask, diagonal, dropout -- comes between).
 // dK_j, dV_j are private to the task. dQ rows are shared by all key tiles of a head, so the
 // threads own whole (b, kv-head) units when there are enough of them (dQ is then written
 // without conflict and no extra memory); with fewer units than threads (e.g. B = H = 1) the
@@ -153,38 +157,38 @@ Geo check_args(const char* op, const Arr& q, const Arr& k, const Arr& v, const O
 // ---- tile helpers (scalar: they touch jn * n elements, the GEMMs jn * n * D) -------------
 template <class T>
 void apply_mask(const Geo& G, T* st, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t j0,
-                int64_t jn) {
+                int64_t jn, int64_t br = kBr) {
   const int64_t off0 = b * G.msb + h * G.msh + j0 * G.mss;
   for (int64_t ii = 0; ii < n; ++ii) {
     const int64_t off = off0 + (i0 + ii) * G.msl;
     if (G.mask_bool) {
       const bool* row = static_cast<const bool*>(G.mask) + off;
       for (int64_t jj = 0; jj < jn; ++jj)
-        if (!row[jj * G.mss]) st[jj * kBr + ii] = -std::numeric_limits<T>::infinity();
+        if (!row[jj * G.mss]) st[jj * br + ii] = -std::numeric_limits<T>::infinity();
     } else {
       const T* row = static_cast<const T*>(G.mask) + off;
-      for (int64_t jj = 0; jj < jn; ++jj) st[jj * kBr + ii] += row[jj * G.mss] * T(kLog2e);
+      for (int64_t jj = 0; jj < jn; ++jj) st[jj * br + ii] += row[jj * G.mss] * T(kLog2e);
     }
   }
 }
 
 template <class T>
-void apply_causal(T* st, int64_t i0, int64_t j0, int64_t jn) {
+void apply_causal(T* st, int64_t i0, int64_t j0, int64_t jn, int64_t br = kBr) {
   if (j0 + jn - 1 <= i0) return;  // tile entirely on or below the diagonal
   for (int64_t jj = 0; jj < jn; ++jj)
-    for (int64_t ii = 0; ii < kBr; ++ii)
-      if (j0 + jj > i0 + ii) st[jj * kBr + ii] = -std::numeric_limits<T>::infinity();
+    for (int64_t ii = 0; ii < br; ++ii)
+      if (j0 + jj > i0 + ii) st[jj * br + ii] = -std::numeric_limits<T>::infinity();
 }
 
-// z[jj * kBr + ii] = keep ? 1 / (1 - p) : 0 for the tile's valid lanes, 0 for padded ones.
+// z[jj * br + ii] = keep ? 1 / (1 - p) : 0 for the tile's valid lanes, 0 for padded ones.
 template <class T>
 void dropout_factors(const Geo& G, T* z, int64_t bh, int64_t i0, int64_t n, int64_t j0,
-                     int64_t jn) {
+                     int64_t jn, int64_t br = kBr) {
   const float p = float(G.p);
   const T fac = G.p < 1 ? T(1.0 / (1.0 - G.p)) : T(0);
-  for (int64_t ii = 0; ii < kBr; ++ii) {
+  for (int64_t ii = 0; ii < br; ++ii) {
     if (ii >= n) {
-      for (int64_t jj = 0; jj < jn; ++jj) z[jj * kBr + ii] = 0;
+      for (int64_t jj = 0; jj < jn; ++jj) z[jj * br + ii] = 0;
       continue;
     }
     const uint64_t base = uint64_t((bh * G.L + i0 + ii) * G.S + j0);
@@ -194,7 +198,7 @@ void dropout_factors(const Geo& G, T* z, int64_t bh, int64_t i0, int64_t n, int6
       const uint64_t idx = base + uint64_t(jj);
       if ((idx >> 2) != blk) philox4x32(G.seed, blk = idx >> 2, w);
       const float u = float(w[idx & 3] >> 8) * (1.0f / 16777216.0f);
-      z[jj * kBr + ii] = u >= p ? fac : T(0);
+      z[jj * br + ii] = u >= p ? fac : T(0);
     }
   }
 }
@@ -213,8 +217,7 @@ void fwd_tile(const Geo& G, const Ops<T>& ops, const T* q, const T* k, const T* 
   T *m = stat, *l = stat + kBr, *alpha = stat + 2 * kBr;
   const T* qh = q + (bh * G.L + i0) * D;
   const T sc = T(G.scale * kLog2e);
-  for (int64_t ii = 0; ii < kBr; ++ii)
-    for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = ii < n ? qh[ii * D + d] * sc : T(0);
+  ops.pack_t(qh, D, n, D, sc, qt, kBr);
   const int64_t hk = b * G.Hkv + h / G.g;
   const T* kh = k + hk * G.S * D;
   const T* vh = v + hk * G.S * Dv;
@@ -263,30 +266,30 @@ void forward(const Geo& G, const T* q, const T* k, const T* v, T* out, T* lse) {
 template <class T>
 struct Packed {  // per query tile of every (b, h): Q^T * scale, dO^T, D_i, lse (+inf = no weight)
   T *qt, *dot, *di, *lse;
+  int64_t br, nqb, bc;  // query tile (lanes), query tiles per head, key tile
 };
 
 template <class T>
-void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* lse,
-                 const Packed<T>& P, int64_t bh, int64_t qb) {
-  const int64_t D = G.D, Dv = G.Dv, tile = bh * G.nqb() + qb;
-  const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0);
-  T* qt = P.qt + tile * D * kBr;
-  T* dot = P.dot + tile * Dv * kBr;
-  T* di = P.di + tile * kBr;
-  T* ls = P.lse + tile * kBr;
+void bwd_prepass(const Geo& G, const Ops<T>& ops, const T* go, const T* q, const T* out,
+                 const T* lse, const Packed<T>& P, int64_t bh, int64_t qb) {
+  const int64_t D = G.D, Dv = G.Dv, br = P.br, tile = bh * P.nqb + qb;
+  const int64_t i0 = qb * br, n = std::min(br, G.L - i0);
+  T* qt = P.qt + tile * D * br;
+  T* dot = P.dot + tile * Dv * br;
+  T* di = P.di + tile * br;
+  T* ls = P.lse + tile * br;
   const T* qh = q + (bh * G.L + i0) * D;
   const T* gh = go + (bh * G.L + i0) * Dv;
   const T* oh = out + (bh * G.L + i0) * Dv;
   const T sc = T(G.scale * kLog2e);
-  for (int64_t ii = 0; ii < kBr; ++ii) {
+  ops.pack_t(qh, D, n, D, sc, qt, br);
+  // dO^T and D_i carry the softmax scale, so dP and dS come out scaled and dK = dS^T Q,
+  // dQ = dS K need no separate scaling pass
+  ops.pack_t(gh, Dv, n, Dv, T(G.scale), dot, br);
+  ops.rowdot(gh, oh, Dv, n, Dv, di);
+  for (int64_t ii = 0; ii < br; ++ii) {
     const bool in = ii < n;
-    for (int64_t d = 0; d < D; ++d) qt[d * kBr + ii] = in ? qh[ii * D + d] * sc : T(0);
-    double s = 0;
-    for (int64_t d = 0; d < Dv; ++d) {
-      dot[d * kBr + ii] = in ? gh[ii * Dv + d] : T(0);
-      if (in) s += double(gh[ii * Dv + d]) * double(oh[ii * Dv + d]);
-    }
-    di[ii] = T(s);
+    di[ii] = in ? di[ii] * T(G.scale) : T(0);
     const T lv = in ? lse[bh * G.L + i0 + ii] : std::numeric_limits<T>::infinity();
     ls[ii] = lv == -std::numeric_limits<T>::infinity() ? std::numeric_limits<T>::infinity()
                                                         : T(double(lv) * kLog2e);
@@ -296,15 +299,16 @@ void bwd_prepass(const Geo& G, const T* go, const T* q, const T* out, const T* l
 // One key tile of one (b, kv-head) unit; dq points at the unit's (g, L, D) dQ accumulator.
 template <class T>
 void bwd_tile(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, const T* q,
-              const T* k, const T* v, T* gk, T* gv, T* dq, int64_t b, int64_t hk, int64_t kb) {
-  const int64_t D = G.D, Dv = G.Dv, nqb = G.nqb();
-  const int64_t j0 = kb * kBc, jn = std::min(kBc, G.S - j0);
-  T* dk = scratch<T>(0, kBc * D);
-  T* dv = scratch<T>(1, kBc * Dv);
-  T* st = scratch<T>(2, kBc * kBr);
-  T* dpt = scratch<T>(3, kBc * kBr);
-  T* z = G.p > 0 ? scratch<T>(4, kBc * kBr) : nullptr;
-  T* pd = G.p > 0 ? scratch<T>(5, kBc * kBr) : nullptr;
+              const T* k, const T* v, T* gk, T* gv, T* dq, int64_t b, int64_t hk, int64_t kb,
+              bool dq_init) {
+  const int64_t D = G.D, Dv = G.Dv, nqb = P.nqb, br = P.br;
+  const int64_t bc = P.bc, j0 = kb * bc, jn = std::min(bc, G.S - j0);
+  T* dk = scratch<T>(0, bc * D);
+  T* dv = scratch<T>(1, bc * Dv);
+  T* st = scratch<T>(2, bc * br);
+  T* dpt = scratch<T>(3, bc * br);
+  T* z = G.p > 0 ? scratch<T>(4, bc * br) : nullptr;
+  T* pd = G.p > 0 ? scratch<T>(5, bc * br) : nullptr;
   if (g_oom) return;
   std::memset(dk, 0, sizeof(T) * size_t(jn * D));
   std::memset(dv, 0, sizeof(T) * size_t(jn * Dv));
@@ -313,32 +317,40 @@ void bwd_tile(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, 
   const T* vh = v + (u * G.S + j0) * Dv;
   for (int64_t r = 0; r < G.g; ++r) {
     const int64_t h = hk * G.g + r, bh = b * G.Hq + h;
-    for (int64_t qb = G.causal ? j0 / kBr : 0; qb < nqb; ++qb) {
-      const int64_t i0 = qb * kBr, n = std::min(kBr, G.L - i0), tile = bh * nqb + qb;
-      ops.gemm(jn, kBr, D, kh, D, 1, P.qt + tile * D * kBr, kBr, st, kBr, false, nullptr);
-      if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn);
-      if (G.causal) apply_causal(st, i0, j0, jn);
-      ops.exp_sub(st, jn, kBr, P.lse + tile * kBr);
+    for (int64_t qb = G.causal ? j0 / br : 0; qb < nqb; ++qb) {
+      const int64_t i0 = qb * br, n = std::min(br, G.L - i0), tile = bh * nqb + qb;
+      // nothing between the S GEMM and the exp (no mask, tile below the causal diagonal):
+      // the exp runs in the GEMM's store, while S is still in registers
+      if (!G.mask && !(G.causal && j0 + jn - 1 > i0)) {
+        ops.gemm_exp(jn, br, D, kh, D, 1, P.qt + tile * D * br, br, st, br, P.lse + tile * br);
+      } else {
+        ops.gemm(jn, br, D, kh, D, 1, P.qt + tile * D * br, br, st, br, false, nullptr);
+        if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn, br);
+        if (G.causal) apply_causal(st, i0, j0, jn, br);
+        ops.exp_sub(st, jn, br, P.lse + tile * br);
+      }
       const T* pdrop = st;
       if (z) {
-        dropout_factors(G, z, bh, i0, n, j0, jn);
-        for (int64_t e = 0; e < jn * kBr; ++e) pd[e] = st[e] * z[e];
+        dropout_factors(G, z, bh, i0, n, j0, jn, br);
+        for (int64_t e = 0; e < jn * br; ++e) pd[e] = st[e] * z[e];
         pdrop = pd;
       }
-      ops.gemm(jn, Dv, n, pdrop, kBr, 1, go + (bh * G.L + i0) * Dv, Dv, dv, Dv, true, nullptr);
-      ops.gemm(jn, kBr, Dv, vh, Dv, 1, P.dot + tile * Dv * kBr, kBr, dpt, kBr, false, nullptr);
-      if (z)
-        for (int64_t e = 0; e < jn * kBr; ++e) dpt[e] *= z[e];
-      ops.ds(st, dpt, jn, kBr, P.di + tile * kBr);
-      ops.gemm(jn, D, n, dpt, kBr, 1, q + (bh * G.L + i0) * D, D, dk, D, true, nullptr);
-      ops.gemm(n, D, jn, dpt, 1, kBr, kh, D, dq + (r * G.L + i0) * D, D, true, nullptr);
+      ops.gemm(jn, Dv, n, pdrop, br, 1, go + (bh * G.L + i0) * Dv, Dv, dv, Dv, true, nullptr);
+      if (!z) {
+        ops.gemm_ds(jn, br, Dv, vh, Dv, 1, P.dot + tile * Dv * br, br, dpt, br, st,
+                    P.di + tile * br);
+      } else {
+        ops.gemm(jn, br, Dv, vh, Dv, 1, P.dot + tile * Dv * br, br, dpt, br, false, nullptr);
+        if (z)
+          for (int64_t e = 0; e < jn * br; ++e) dpt[e] *= z[e];
+        ops.ds(st, dpt, jn, br, P.di + tile * br);
+      }
+      ops.gemm(jn, D, n, dpt, br, 1, q + (bh * G.L + i0) * D, D, dk, D, true, nullptr);
+      ops.gemm(n, D, jn, dpt, 1, br, kh, D, dq + (r * G.L + i0) * D, D, !dq_init, nullptr);
     }
   }
-  const T sc = T(G.scale);
-  T* gkr = gk + (u * G.S + j0) * D;
-  T* gvr = gv + (u * G.S + j0) * Dv;
-  for (int64_t e = 0; e < jn * D; ++e) gkr[e] = dk[e] * sc;
-  std::memcpy(gvr, dv, sizeof(T) * size_t(jn * Dv));
+  std::memcpy(gk + (u * G.S + j0) * D, dk, sizeof(T) * size_t(jn * D));
+  std::memcpy(gv + (u * G.S + j0) * Dv, dv, sizeof(T) * size_t(jn * Dv));
 }
 
 // Caller-thread scratch for the whole call (packed tiles, private dQ buffers).
@@ -351,24 +363,30 @@ template <class T>
 void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, const T* out,
               const T* lse, T* gq, T* gk, T* gv) {
   const Ops<T>& ops = ops_for<T>();
-  const int64_t nqb = G.nqb(), nkb = G.nkb(), BH = G.B * G.Hq, units = G.B * G.Hkv;
+  // Non-causal: 128-query tiles, so the dV and dK tile GEMMs run twice as many k steps per
+  // load/store of their accumulators and the per-tile overheads halve. Causal keeps 64 (a
+  // wider tile would waste more masked work along the diagonal).
+  const int64_t br = G.causal ? kBr : 2 * kBr, bc = G.causal ? kBc : 2 * kBc;
+  const int64_t nqb = (G.L + br - 1) / br, nkb = (G.S + bc - 1) / bc, BH = G.B * G.Hq;
+  const int64_t units = G.B * G.Hkv;
   const int64_t ntile = BH * nqb;
   const int nt = threads_for(10.0 * double(BH) * double(G.L) * double(G.S) * double(G.D));
   g_oom = false;
-  T* ws = call_scratch<T>(0, ntile * kBr * (G.D + G.Dv + 2));
+  T* ws = call_scratch<T>(0, ntile * br * (G.D + G.Dv + 2));
   if (g_oom) throw std::bad_alloc();
-  const Packed<T> P{ws, ws + ntile * kBr * G.D, ws + ntile * kBr * (G.D + G.Dv),
-                    ws + ntile * kBr * (G.D + G.Dv + 1)};
+  const Packed<T> P{ws, ws + ntile * br * G.D, ws + ntile * br * (G.D + G.Dv),
+                    ws + ntile * br * (G.D + G.Dv + 1), br, nqb, bc};
 #pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t t = 0; t < ntile; ++t) bwd_prepass(G, go, q, out, lse, P, t / nqb, t % nqb);
+  for (int64_t t = 0; t < ntile; ++t) bwd_prepass(G, ops, go, q, out, lse, P, t / nqb, t % nqb);
   const int64_t unit_q = G.g * G.L * G.D;  // one unit's dQ elements
-  std::memset(gq, 0, sizeof(T) * size_t(BH * G.L * G.D));
   if (nt == 1 || units % nt == 0 || units >= 4 * nt) {
-    // threads own whole units: dQ written in place
+    // threads own whole units: dQ written in place, the first key tile (which visits every
+    // query tile, causal or not) overwrites it, so gq needs no zeroing pass
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t uu = 0; uu < units; ++uu)
       for (int64_t kb = 0; kb < nkb; ++kb)
-        bwd_tile(G, ops, P, go, q, k, v, gk, gv, gq + uu * unit_q, uu / G.Hkv, uu % G.Hkv, kb);
+        bwd_tile(G, ops, P, go, q, k, v, gk, gv, gq + uu * unit_q, uu / G.Hkv, uu % G.Hkv, kb,
+                 kb == 0);
   } else {
     T* priv = call_scratch<T>(1, int64_t(nt) * unit_q);
     if (g_oom) throw std::bad_alloc();
@@ -379,7 +397,7 @@ void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, con
         std::memset(mine, 0, sizeof(T) * size_t(unit_q));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t kb = 0; kb < nkb; ++kb)
-          bwd_tile(G, ops, P, go, q, k, v, gk, gv, mine, uu / G.Hkv, uu % G.Hkv, kb);
+          bwd_tile(G, ops, P, go, q, k, v, gk, gv, mine, uu / G.Hkv, uu % G.Hkv, kb, false);
         T* dst = gq + uu * unit_q;
         const int nth = omp_get_num_threads();
 #pragma omp for schedule(static)
@@ -392,10 +410,6 @@ void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, con
     }
   }
   if (g_oom) throw std::bad_alloc();
-  const T sc = T(G.scale);
-  const int64_t nq = BH * G.L * G.D;
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t e = 0; e < nq; ++e) gq[e] *= sc;
 }
 }  // namespace
 
@@ -446,12 +460,14 @@ void attention_backward(const Arr& grad_out, const Arr& q, const Arr& k, const A
     using T = decltype(t);
     T *gq = data<T>(grad_q), *gk = data<T>(grad_k), *gv = data<T>(grad_v);
     py::gil_scoped_release nogil;
-    std::memset(gk, 0, sizeof(T) * size_t(G.B * G.Hkv * G.S * G.D));
-    std::memset(gv, 0, sizeof(T) * size_t(G.B * G.Hkv * G.S * G.Dv));
     if (G.B * G.Hq * G.L == 0 || G.S == 0) {
+      std::memset(gk, 0, sizeof(T) * size_t(G.B * G.Hkv * G.S * G.D));
+      std::memset(gv, 0, sizeof(T) * size_t(G.B * G.Hkv * G.S * G.Dv));
       std::memset(gq, 0, sizeof(T) * size_t(G.B * G.Hq * G.L * G.D));
       return;
     }
+    // every key tile of every (b, kv-head) writes its dK, dV rows and every dQ row is
+    // written (see backward), so the outputs need no zeroing here
     backward<T>(G, cdata<T>(grad_out), cdata<T>(q), cdata<T>(k), cdata<T>(v), cdata<T>(out),
                 cdata<T>(lse), gq, gk, gv);
   });

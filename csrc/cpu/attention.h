@@ -30,6 +30,18 @@ struct Ops {
   void (*exp_sub)(T* s, int64_t jn, int64_t br, const T* lse);
   // Backward: dp = p * (dp - di) per lane, in place in dp.
   void (*ds)(const T* p, T* dp, int64_t jn, int64_t br, const T* di);
+  // Packing: dst[d * br + i] = i < n ? src[i * ld + d] * sc : 0 for d < D, i < br (a tile of
+  // rows transposed so that its rows become lanes; br a multiple of 16, <= 64).
+  void (*pack_t)(const T* src, int64_t ld, int64_t n, int64_t D, T sc, T* dst, int64_t br);
+  // di[i] = sum_d a[i * ld + d] * b[i * ld + d] for i < n (D_i = rowsum(dO * O)).
+  void (*rowdot)(const T* a, const T* b, int64_t ld, int64_t n, int64_t D, T* di);
+  // Backward GEMMs with the elementwise step fused into the store (C is overwritten, N = the
+  // query lanes): gemm_exp: C = 2^(A B - lse[n]) (gemm then exp_sub); gemm_ds: C = p[m * ldc
+  // + n] * (A B - di[n]) (gemm then ds).
+  void (*gemm_exp)(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak,
+                   const T* B, int64_t ldb, T* C, int64_t ldc, const T* lse);
+  void (*gemm_ds)(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak,
+                  const T* B, int64_t ldb, T* C, int64_t ldc, const T* p, const T* di);
 };
 
 const Ops<float>& ops_avx512_f32();  // attention_avx512.cpp

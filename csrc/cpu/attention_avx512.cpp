@@ -20,13 +20,32 @@
 namespace kiln::cpu::attn {
 namespace {
 
+// 2^x: n = round(x), f = x - n in [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial
+// (truncation (ln2 / 2)^7 / 7! = 1.2e-7 relative), scalef applies 2^n (overflow -> inf).
+// Lanes below -126 (where 2^x leaves the normal range; -inf for masked scores) give exactly
+// 0, so masked scores never produce denormals (slow microcode assists) or NaN; NaN stays NaN.
+inline __m512 exp2(__m512 x) {
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2402265069591007f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931471805599453f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
 using Kernel = void (*)(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                         int64_t ldb, float* C, int64_t ldc, __mmask16 tail, bool acc,
-                        const float* cs);
+                        const float* cs, int epi, const float* ev, const float* ep);
 
 template <int MR, int NV>
 void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
-           float* C, int64_t ldc, __mmask16 tail, bool acc, const float* cs) {
+           float* C, int64_t ldc, __mmask16 tail, bool acc, const float* cs, int epi,
+           const float* ev, const float* ep) {
   // Fully unrolled so that the MR * NV accumulators live in registers.
   __m512 c[MR][NV];
   if (acc) {
@@ -61,6 +80,26 @@ void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, 
       for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(av, bv[v], c[r][v]);
     }
   }
+  // Fused epilogues of the backward (values still in registers, no extra pass over the tile):
+  // 1: P = 2^(S - lse[n]); 2: dS = P[m][n] * (dP - D[n]) with P read at ep (same ldc).
+  if (epi == 1) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __m512 e = _mm512_maskz_loadu_ps(v == NV - 1 ? tail : __mmask16(0xFFFF), ev + 16 * v);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) c[r][v] = exp2(_mm512_sub_ps(c[r][v], e));
+    }
+  } else if (epi == 2) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 mk = v == NV - 1 ? tail : __mmask16(0xFFFF);
+      const __m512 e = _mm512_maskz_loadu_ps(mk, ev + 16 * v);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r)
+        c[r][v] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, ep + r * ldc + 16 * v),
+                                _mm512_sub_ps(c[r][v], e));
+    }
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 4
@@ -70,24 +109,6 @@ void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, 
 }
 
 constexpr int kMaxMR = 12;
-
-// 2^x: n = round(x), f = x - n in [-1/2, 1/2], 2^f by its degree-6 Taylor polynomial
-// (truncation (ln2 / 2)^7 / 7! = 1.2e-7 relative), scalef applies 2^n (overflow -> inf).
-// Lanes below -126 (where 2^x leaves the normal range; -inf for masked scores) give exactly
-// 0, so masked scores never produce denormals (slow microcode assists) or NaN; NaN stays NaN.
-inline __m512 exp2(__m512 x) {
-  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.2402265069591007f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931471805599453f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_maskz_scalef_ps(keep, p, n);
-}
 
 template <int NV, int... R>
 constexpr std::array<Kernel, sizeof...(R)> row_table(std::integer_sequence<int, R...>) {
@@ -104,8 +125,9 @@ struct Table {
   }
 };
 
-void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
-          const float* B, int64_t ldb, float* C, int64_t ldc, bool acc, const float* cs) {
+void gemm_epi(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
+              const float* B, int64_t ldb, float* C, int64_t ldc, bool acc, const float* cs,
+              int epi, const float* ev, const float* ep) {
   static const Table table;
   for (int64_t n0 = 0; n0 < N; n0 += 64) {
     const int64_t nn = std::min<int64_t>(64, N - n0);
@@ -115,9 +137,26 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t 
     for (int64_t m0 = 0; m0 < M; m0 += mr_max) {
       const int mr = int(std::min<int64_t>(mr_max, M - m0));
       table.k[nv - 1][mr - 1](K, A + m0 * sam, sam, sak, B + n0, ldb, C + m0 * ldc + n0, ldc,
-                              nn == 16 * nv ? __mmask16(0xFFFF) : tail, acc, cs ? cs + m0 : nullptr);
+                              nn == 16 * nv ? __mmask16(0xFFFF) : tail, acc,
+                              cs ? cs + m0 : nullptr, epi, ev ? ev + n0 : nullptr,
+                              ep ? ep + m0 * ldc + n0 : nullptr);
     }
   }
+}
+
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
+          const float* B, int64_t ldb, float* C, int64_t ldc, bool acc, const float* cs) {
+  gemm_epi(M, N, K, A, sam, sak, B, ldb, C, ldc, acc, cs, 0, nullptr, nullptr);
+}
+
+void gemm_exp(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
+              const float* B, int64_t ldb, float* C, int64_t ldc, const float* lse) {
+  gemm_epi(M, N, K, A, sam, sak, B, ldb, C, ldc, false, nullptr, 1, lse, nullptr);
+}
+
+void gemm_ds(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak,
+             const float* B, int64_t ldb, float* C, int64_t ldc, const float* p, const float* di) {
+  gemm_epi(M, N, K, A, sam, sak, B, ldb, C, ldc, false, nullptr, 2, di, p);
 }
 
 void softmax_step(float* s, int64_t jn, int64_t br, float* m, float* l, float* alpha) {
@@ -170,10 +209,65 @@ void ds(const float* p, float* dp, int64_t jn, int64_t br, const float* di) {
   }
 }
 
+// In-register 16 x 16 transpose: three shuffle stages (pairs of rows, 128-bit lanes, 256-bit
+// halves), 64 shuffles per 256 elements instead of 256 scalar stores with stride br.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 4; ++i) {
+      t[8 * h + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0x88);
+      t[8 * h + 4 + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0xDD);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+  }
+}
+
+void pack_t(const float* src, int64_t ld, int64_t n, int64_t D, float sc, float* dst,
+            int64_t br) {
+  const __m512 s = _mm512_set1_ps(sc);
+  for (int64_t i0 = 0; i0 < br; i0 += 16)
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      const int64_t dn = std::min<int64_t>(16, D - d0);
+      const __mmask16 m = static_cast<__mmask16>((1u << dn) - 1u);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i)
+        r[i] = i0 + i < n ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + (i0 + i) * ld + d0), s)
+                          : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t d = 0; d < dn; ++d) _mm512_storeu_ps(dst + (d0 + d) * br + i0, r[d]);
+    }
+}
+
+void rowdot(const float* a, const float* b, int64_t ld, int64_t n, int64_t D, float* di) {
+  for (int64_t i = 0; i < n; ++i) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 m = static_cast<__mmask16>(D - d >= 16 ? 0xFFFFu : (1u << (D - d)) - 1u);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i * ld + d),
+                            _mm512_maskz_loadu_ps(m, b + i * ld + d), acc);
+    }
+    di[i] = _mm512_reduce_add_ps(acc);
+  }
+}
+
 }  // namespace
 
 const Ops<float>& ops_avx512_f32() {
-  static const Ops<float> ops{&gemm, &softmax_step, &exp_sub, &ds};
+  static const Ops<float> ops{&gemm,   &softmax_step, &exp_sub, &ds,
+                              &pack_t, &rowdot,       &gemm_exp, &gemm_ds};
   return ops;
 }
 

@@ -61,11 +61,43 @@ void ds(const T* p, T* dp, int64_t jn, int64_t br, const T* di) {
     for (int64_t i = 0; i < br; ++i) dp[j * br + i] = p[j * br + i] * (dp[j * br + i] - di[i]);
 }
 
+template <class T>
+void pack_t(const T* src, int64_t ld, int64_t n, int64_t D, T sc, T* dst, int64_t br) {
+  for (int64_t i = 0; i < br; ++i)
+    for (int64_t d = 0; d < D; ++d) dst[d * br + i] = i < n ? src[i * ld + d] * sc : T(0);
+}
+
+template <class T>
+void rowdot(const T* a, const T* b, int64_t ld, int64_t n, int64_t D, T* di) {
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (int64_t d = 0; d < D; ++d) s += double(a[i * ld + d]) * double(b[i * ld + d]);
+    di[i] = T(s);
+  }
+}
+
+template <class T>
+void gemm_exp(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak, const T* B,
+              int64_t ldb, T* C, int64_t ldc, const T* lse) {
+  gemm<T>(M, N, K, A, sam, sak, B, ldb, C, ldc, false, nullptr);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = std::exp2(C[m * ldc + n] - lse[n]);
+}
+
+template <class T>
+void gemm_ds(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak, const T* B,
+             int64_t ldb, T* C, int64_t ldc, const T* p, const T* di) {
+  gemm<T>(M, N, K, A, sam, sak, B, ldb, C, ldc, false, nullptr);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = p[m * ldc + n] * (C[m * ldc + n] - di[n]);
+}
+
 }  // namespace
 
 template <class T>
 const Ops<T>& ops_portable() {
-  static const Ops<T> ops{&gemm<T>, &softmax_step<T>, &exp_sub<T>, &ds<T>};
+  static const Ops<T> ops{&gemm<T>,   &softmax_step<T>, &exp_sub<T>, &ds<T>,
+                          &pack_t<T>, &rowdot<T>,       &gemm_exp<T>, &gemm_ds<T>};
   return ops;
 }
 template const Ops<float>& ops_portable<float>();
