@@ -60,15 +60,12 @@ def cuda_status() -> tuple[str | None, str]:
                 return "kiln._cuda", _cuda.status()
             reasons.append(f"kiln._cuda: {_cuda.status()}")
     if forced in ("", "numba"):
-        try:
-            import importlib.util
+        from kiln.backends import numba_cuda  # noqa: PLC0415  (imports no numba itself)
 
-            if importlib.util.find_spec("numba") is None:
-                reasons.append("numba not installed (pip install 'kiln[numba]')")
-            else:
-                reasons.append("Numba CUDA table not available yet in this kiln version")
-        except Exception as e:  # pragma: no cover - defensive
-            reasons.append(f"numba: {e}")
+        ok, why = numba_cuda.status()
+        if ok:
+            return numba_cuda.NAME, why
+        reasons.append(f"Numba CUDA: {why}")
     return None, "; ".join(reasons) or f"KILN_CUDA_BACKEND={forced!r} is not native|numba"
 
 
