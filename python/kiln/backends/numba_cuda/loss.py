@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from kiln.backends.numba_cuda._common import SIMULATOR, check_float, describe, dev, jit
-from kiln.backends.numba_cuda.softmax import _block_max, _block_sum
+from kiln.backends.numba_cuda._reduce import _block_max, _block_sum
 
 _ROW_MIN, _ROW_MAX = (4, 16) if SIMULATOR else (32, 256)
 _MAX_BLOCKS = 2 if SIMULATOR else 65535

@@ -35,46 +35,13 @@ from kiln.backends.numba_cuda._common import (
     flat,
     jit,
 )
+from kiln.backends.numba_cuda._reduce import _block_max, _block_sum
 
 # Row block size: a power of two covering the row, between _ROW_MIN and _ROW_MAX threads.
 # The simulator (one Python thread per CUDA thread) gets small blocks and a 2-block grid
 # cap so the tests exercise the stride loops.
 _ROW_MIN, _ROW_MAX = (4, 16) if SIMULATOR else (32, 256)
 _MAX_BLOCKS, _COL_TPB = (2, 32) if SIMULATOR else (65535, 128)
-
-
-@jit(device=True)
-def _block_max(sm, v):
-    """Max of v over the block (blockDim.x a power of two); sm: shared, >= blockDim.x."""
-    t = cuda.threadIdx.x
-    sm[t] = v
-    cuda.syncthreads()
-    h = cuda.blockDim.x // 2
-    while h > 0:
-        if t < h and sm[t + h] > sm[t]:
-            sm[t] = sm[t + h]
-        cuda.syncthreads()
-        h //= 2
-    r = sm[0]
-    cuda.syncthreads()  # sm is reused by the next reduction
-    return r
-
-
-@jit(device=True)
-def _block_sum(sm, v):
-    """Sum of v over the block (blockDim.x a power of two); sm: shared, >= blockDim.x."""
-    t = cuda.threadIdx.x
-    sm[t] = v
-    cuda.syncthreads()
-    h = cuda.blockDim.x // 2
-    while h > 0:
-        if t < h:
-            sm[t] += sm[t + h]
-        cuda.syncthreads()
-        h //= 2
-    r = sm[0]
-    cuda.syncthreads()
-    return r
 
 
 @jit
