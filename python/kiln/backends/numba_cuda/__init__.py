@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+import types
 
 # kernel name -> family module (kiln.backends.numba_cuda.<family>)
 KERNELS: dict[str, str] = {
@@ -112,3 +114,18 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(KERNELS))
+
+
+class _Table(types.ModuleType):
+    """The package's module type. Importing a family module binds it as an attribute of
+    the package; for the families named like one of their kernels (softmax, dropout,
+    embedding) that would shadow the kernel, so module bindings of kernel names are
+    refused here (the modules stay reachable through sys.modules / importlib)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in KERNELS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Table
