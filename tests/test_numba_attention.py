@@ -39,8 +39,8 @@ def _check(rng, B, Hq, Hkv, L, S, D, Dv, dt, mask=None, causal=False, p=0.0, see
     return out, lse
 
 
-@pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("L,S", [(1, 1), (5, 13), (13, 5)])
+@pytest.mark.parametrize("L,S,dt", [(1, 1, np.float64), (5, 13, np.float32),
+                                    (13, 5, np.float64)])
 def test_plain(dt, L, S):
     _check(np.random.default_rng(L * S), 2, 2, 2, L, S, 8, 8, dt)
 
@@ -51,8 +51,8 @@ def test_gqa_and_dv(dt):
     _check(np.random.default_rng(1), 1, 4, 2, 5, 7, 16, 8, dt)
 
 
-@pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("L,S", [(13, 13), (5, 13), (13, 5)])
+@pytest.mark.parametrize("L,S,dt", [(13, 13, np.float32), (13, 13, np.float64),
+                                    (5, 13, np.float64), (13, 5, np.float32)])
 def test_causal_multi_tile(dt, L, S, monkeypatch):
     monkeypatch.setattr(nb_attn, "TILE", 4)  # several query and key tiles per head
     _check(np.random.default_rng(2), 1, 2, 1, L, S, 8, 8, dt, causal=True)
@@ -74,8 +74,8 @@ def test_bool_mask_with_dead_rows(dt):
     assert np.isneginf(lse[:, 1, 2]).all() and (out[:, 1, 2] == 0).all()
 
 
-@pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("shape", [(2, 1, 1, 13), (1, 2, 5, 1), (2, 2, 5, 13)])
+@pytest.mark.parametrize("shape,dt", [((2, 1, 1, 13), np.float32), ((1, 2, 5, 1), np.float64),
+                                      ((2, 2, 5, 13), np.float32)])
 def test_float_mask_broadcast(dt, shape):
     rng = np.random.default_rng(5)
     mask = rng.standard_normal(shape).astype(dt)
