@@ -54,7 +54,6 @@ _W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
 _LO = np.uint64(0xFFFFFFFF)
 _U0, _U2, _U3, _U8, _U32 = np.uint64(0), np.uint64(2), np.uint64(3), np.uint64(8), np.uint64(32)
 _NONE = np.uint64(0xFFFFFFFFFFFFFFFF)  # "no Philox block cached yet"
-_INV24 = 1.0 / 16777216.0
 
 
 @jit(device=True)
@@ -94,11 +93,11 @@ def _pick(w0, w1, w2, w3, idx):
 
 
 @jit(device=True)
-def _keep(seed_lo, seed_hi, idx, p):
+def _keep(seed_lo, seed_hi, idx, thr):
     """Dropout's keep decision for element idx (uncached; the dK/dV kernel's column walk)."""
     uidx = np.uint64(idx)
     w0, w1, w2, w3 = _philox4x32(seed_lo, seed_hi, uidx >> _U2)
-    return (_pick(w0, w1, w2, w3, uidx) >> _U8) * _INV24 >= p
+    return (_pick(w0, w1, w2, w3, uidx) >> _U8) >= thr
 
 
 # ---- score of one (i, j) pair: mask and causal applied; s is scale * q_i . k_j -----------
@@ -116,8 +115,8 @@ def _masked(s, mask, mkind, moff, i, j, causal, ninf):
 
 # ---- forward ----------------------------------------------------------------------------
 @jit
-def _fwd(q, k, v, mask, mkind, msb, msh, msl, mss, out, lse, g, nqb, BK, scale, causal, p,
-         fac, seed_lo, seed_hi, zero, one, ninf):
+def _fwd(q, k, v, mask, mkind, msb, msh, msl, mss, out, lse, g, nqb, BK, scale, causal,
+         thr, fac, seed_lo, seed_hi, zero, one, ninf):
     Hq, L, D = q.shape[1], q.shape[2], q.shape[3]
     S, Dv = k.shape[2], v.shape[3]
     BQ = cuda.blockDim.x
@@ -169,12 +168,12 @@ def _fwd(q, k, v, mask, mkind, msb, msh, msl, mss, out, lse, g, nqb, BK, scale, 
             for jj in range(jn):
                 pj = zero if mnew == ninf else math.exp(sc[jj] - mnew)
                 lsum += pj
-                if p > 0:
+                if thr > _U0:
                     idx = np.uint64(((bh * L + i) * S) + j0 + jj)
                     if (idx >> _U2) != blk:
                         blk = idx >> _U2
                         w0, w1, w2, w3 = _philox4x32(seed_lo, seed_hi, blk)
-                    pj = pj * fac if (_pick(w0, w1, w2, w3, idx) >> _U8) * _INV24 >= p else zero
+                    pj = pj * fac if (_pick(w0, w1, w2, w3, idx) >> _U8) >= thr else zero
                 sc[jj] = pj
             for d in range(Dv):
                 a = sm[ao + d] * alpha
@@ -202,7 +201,7 @@ def _rowdot(go, out, di, n, Dv, zero):
 
 @jit
 def _bwd_dq(go, q, k, v, mask, mkind, msb, msh, msl, mss, lse, di, gq, g, nqb, BK, scale,
-            causal, p, fac, seed_lo, seed_hi, zero, ninf):
+            causal, thr, fac, seed_lo, seed_hi, zero, ninf):
     Hq, L, D = q.shape[1], q.shape[2], q.shape[3]
     S, Dv = k.shape[2], v.shape[3]
     BQ = cuda.blockDim.x
@@ -251,12 +250,12 @@ def _bwd_dq(go, q, k, v, mask, mkind, msb, msh, msl, mss, lse, di, gq, g, nqb, B
                 dp = zero
                 for d in range(Dv):
                     dp += sm[oo + d] * sm[vo + jj * Dv + d]
-                if p > 0:
+                if thr > _U0:
                     idx = np.uint64(((bh * L + i) * S) + j0 + jj)
                     if (idx >> _U2) != blk:
                         blk = idx >> _U2
                         w0, w1, w2, w3 = _philox4x32(seed_lo, seed_hi, blk)
-                    dp = dp * fac if (_pick(w0, w1, w2, w3, idx) >> _U8) * _INV24 >= p else zero
+                    dp = dp * fac if (_pick(w0, w1, w2, w3, idx) >> _U8) >= thr else zero
                 sp[jj] = pj * (dp - dii)
             for d in range(D):
                 a = sm[ao + d]
@@ -270,7 +269,7 @@ def _bwd_dq(go, q, k, v, mask, mkind, msb, msh, msl, mss, lse, di, gq, g, nqb, B
 
 @jit
 def _bwd_dkv(go, q, k, v, mask, mkind, msb, msh, msl, mss, lse, di, gk, gv, g, nkb, BQ, scale,
-             causal, p, fac, seed_lo, seed_hi, zero, ninf):
+             causal, thr, fac, seed_lo, seed_hi, zero, ninf):
     Hq, L, D = q.shape[1], q.shape[2], q.shape[3]
     Hkv, S, Dv = k.shape[1], k.shape[2], v.shape[3]
     BK = cuda.blockDim.x
@@ -327,8 +326,8 @@ def _bwd_dkv(go, q, k, v, mask, mkind, msb, msh, msl, mss, lse, di, gk, gv, g, n
                     for d in range(Dv):
                         dp += sm[os_ + ii * Dv + d] * sm[vo + d]
                     z = pj
-                    if p > 0:
-                        kept = _keep(seed_lo, seed_hi, ((bh * L + i) * S) + j, p)
+                    if thr > _U0:
+                        kept = _keep(seed_lo, seed_hi, ((bh * L + i) * S) + j, thr)
                         z = pj * fac if kept else zero
                         dp = dp * fac if kept else zero
                     sz[ii] = z
@@ -413,7 +412,10 @@ def _setup(op, q, k, v, mask, dropout_p, seed):
 def _consts(q, scale, p, seed):
     t = np.dtype(q.dtype).type
     fac = 1.0 / (1.0 - p) if p < 1 else 0.0
-    return (t(scale), t(1), np.float32(p), t(fac), np.uint64(seed & 0xFFFFFFFF),
+    # kept iff uniform = (word >> 8) * 2^-24 >= float32(p), i.e. iff (word >> 8) >= thr: the
+    # same decision as the CPU's float compare, in integers (no float64 math in the kernels)
+    thr = np.uint64(math.ceil(float(np.float32(p)) * 16777216.0))
+    return (t(scale), t(1), thr, t(fac), np.uint64(seed & 0xFFFFFFFF),
             np.uint64(seed >> 32), t(0), t(-np.inf))
 
 
@@ -455,10 +457,10 @@ def attention_forward(q, k, v, mask, out, lse, scale, is_causal, dropout_p, seed
     D, Dv = G["D"], G["Dv"]
     bq, bk, shmem = _tiles(op, G["L"], G["S"], D + Dv, D + Dv, 0, np.dtype(q.dtype).itemsize)
     nqb = -(-G["L"] // bq)
-    sc, one, p32, fac, slo, shi, zero, ninf = _consts(q, scale, dropout_p, seed)
+    sc, one, thr, fac, slo, shi, zero, ninf = _consts(q, scale, dropout_p, seed)
     m = flat(mask) if mask is not None else flat(q)  # unused when mk == 0
     _fwd[G["B"] * G["Hq"] * nqb, bq, 0, shmem](
-        q, k, v, m, mk, *ms, out, lse, G["g"], nqb, bk, sc, bool(is_causal), p32, fac, slo, shi,
+        q, k, v, m, mk, *ms, out, lse, G["g"], nqb, bk, sc, bool(is_causal), thr, fac, slo, shi,
         zero, one, ninf)
 
 
@@ -482,7 +484,7 @@ def attention_backward(grad_out, q, k, v, mask, out, lse, grad_q, grad_k, grad_v
     _expect(gq, op, "grad_q", (B, Hq, L, D))
     _expect(gk, op, "grad_k", (B, Hkv, S, D))
     _expect(gv, op, "grad_v", (B, Hkv, S, Dv))
-    sc, _one, p32, fac, slo, shi, zero, ninf = _consts(q, scale, dropout_p, seed)
+    sc, _one, thr, fac, slo, shi, zero, ninf = _consts(q, scale, dropout_p, seed)
     if B * Hq * L == 0 or S == 0:
         for a in (gq, gk, gv):
             if a.size:
@@ -497,10 +499,10 @@ def attention_backward(grad_out, q, k, v, mask, out, lse, grad_q, grad_k, grad_v
     bq, bk, shmem = _tiles(op, L, S, 2 * D + Dv, D + Dv, 0, isz)
     nqb = -(-L // bq)
     _bwd_dq[B * Hq * nqb, bq, 0, shmem](
-        grad_out, q, k, v, m, mk, *ms, lse, di, gq, G["g"], nqb, bk, sc, causal, p32, fac, slo,
+        grad_out, q, k, v, m, mk, *ms, lse, di, gq, G["g"], nqb, bk, sc, causal, thr, fac, slo,
         shi, zero, ninf)
     bk2, bq2, shmem = _tiles(op, S, L, 2 * (D + Dv), D + Dv, 2, isz)
     nkb = -(-S // bk2)
     _bwd_dkv[B * Hkv * nkb, bk2, 0, shmem](
-        grad_out, q, k, v, m, mk, *ms, lse, di, gk, gv, G["g"], nkb, bq2, sc, causal, p32, fac,
+        grad_out, q, k, v, m, mk, *ms, lse, di, gk, gv, G["g"], nkb, bq2, sc, causal, thr, fac,
         slo, shi, zero, ninf)
