@@ -201,3 +201,12 @@ def test_double_backward_is_refused():
     y = F.conv2d(x, w).sum()
     with pytest.raises(RuntimeError, match="double backward"):
         kiln.autograd.grad(y, [x], create_graph=True)
+
+
+def test_wgrad_with_no_input_channels_still_sums_grad_bias(isa):
+    # C == 0: the weight gradient is an empty sum, but the bias gradient is not
+    gy = np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x = np.empty((2, 0, 4, 5), np.float32)
+    gw, gb = np.empty((3, 0, 1, 1), np.float32), np.full(3, np.nan, np.float32)
+    _cpu.conv2d_wgrad(gy, x, gw, gb, 1, 1, 0, 0, 1, 1, 1)
+    np.testing.assert_allclose(gb, gy.sum((0, 2, 3)), rtol=1e-5)

@@ -173,3 +173,23 @@ def test_bad_p_and_types():
         F.dropout(kiln.tensor([1, 2]), 0.5)
     with pytest.raises(ValueError, match="inner"):
         _cpu.dropout(np.ones(10, np.float32), np.empty(10, np.float32), 1, 0.5, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropped_inf_and_nan_give_nan_on_every_isa(dtype):
+    # PyTorch computes x * mask / (1 - p): a dropped inf or NaN becomes NaN, never 0
+    x = np.tile(np.array([np.inf, -np.inf, np.nan, 1.0], dtype), 40)
+    old = _cpu.get_isa()
+    try:
+        for isa in ISAS:
+            _cpu.set_isa(isa)
+            out = np.empty_like(x)
+            _cpu.dropout(x, out, 77, 0.5)
+            kept = np.empty_like(x)
+            _cpu.dropout(np.ones_like(x), kept, 77, 0.5)
+            drop = kept == 0
+            assert drop.any() and (~drop).any()
+            want = np.where(drop, x * 0, x * 2)
+            np.testing.assert_array_equal(out, want, err_msg=isa)
+    finally:
+        _cpu.set_isa(old)

@@ -214,9 +214,15 @@ void conv2d_wgrad(const Arr& grad, const Arr& x, Arr grad_weight, const OptArr& 
     T* gb = grad_bias ? static_cast<T*>(Arr(*grad_bias).mutable_data()) : nullptr;
     py::gil_scoped_release nogil;
     if (g.Co == 0) return;
-    if (g.N == 0 || g.C == 0) {  // an empty sum
+    if (g.N == 0 || g.C == 0) {  // grad_weight is an empty sum; grad_bias is not when C == 0
       std::fill(gw, gw + g.Co * g.K(), T(0));
-      if (gb) std::fill(gb, gb + g.Co, T(0));
+      if (gb)
+        for (int64_t co = 0; co < g.Co; ++co) {
+          T s = 0;
+          for (int64_t n = 0; n < g.N; ++n)
+            for (int64_t p = 0; p < g.HWo(); ++p) s += pg[(n * g.Co + co) * g.HWo() + p];
+          gb[co] = s;
+        }
       return;
     }
     if (g.depthwise()) {

@@ -72,7 +72,9 @@ void span(const DropoutArgs<T>& a, int64_t b, int64_t e, uint32_t thr_s, T scale
         if (n <= 0) break;
         const __mmask16 in = n == 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
         const __m512 x = _mm512_maskz_loadu_ps(in, a.x + off);
-        _mm512_mask_storeu_ps(a.y + off, in, _mm512_maskz_mul_ps(keep[r], x, s));
+        // x * (keep ? scale : 0), not a zeroing mask: a dropped inf/NaN gives NaN, as x * 0 does
+        // on the portable path and in PyTorch
+        _mm512_mask_storeu_ps(a.y + off, in, _mm512_mul_ps(x, _mm512_maskz_mov_ps(keep[r], s)));
       }
     } else {
       const __m512d s = _mm512_set1_pd(scale);
@@ -82,7 +84,7 @@ void span(const DropoutArgs<T>& a, int64_t b, int64_t e, uint32_t thr_s, T scale
         const __mmask8 in = n == 8 ? __mmask8(0xFF) : __mmask8((1u << n) - 1);
         const __mmask8 k = __mmask8(keep[h / 2] >> (8 * (h % 2)));
         const __m512d x = _mm512_maskz_loadu_pd(in, a.x + off);
-        _mm512_mask_storeu_pd(a.y + off, in, _mm512_maskz_mul_pd(k, x, s));
+        _mm512_mask_storeu_pd(a.y + off, in, _mm512_mul_pd(x, _mm512_maskz_mov_pd(k, s)));
       }
     }
   }
