@@ -40,56 +40,18 @@ from kiln.backends.numba_cuda._common import (
     grid1d,
     jit,
 )
+from kiln.backends.numba_cuda._philox import U0 as _U0
+from kiln.backends.numba_cuda._philox import U2 as _U2
+from kiln.backends.numba_cuda._philox import U8 as _U8
+from kiln.backends.numba_cuda._philox import philox4x32 as _philox4x32
+from kiln.backends.numba_cuda._philox import pick as _pick
 
 KMAX = 32  # the most keys (forward/dQ) or queries (dK/dV) per tile: local score arrays
 TILE = KMAX  # tile cap used by the launches (tests lower it to reach the multi-tile paths)
 SMEM = 48 * 1024  # bytes of shared memory a block may use without opting in
 
-# ---- Philox4x32-10 (csrc/common/philox.h; a private copy, see dropout.py for the other) ----
-# All words are carried in uint64 so that the 32x32 -> 64-bit products are exact and the
-# simulator (NumPy scalars) never overflows; every constant is typed uint64 so that Numba
-# never mixes signed and unsigned 64-bit integers (which it would promote to float64).
-_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
-_W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
-_LO = np.uint64(0xFFFFFFFF)
-_U0, _U2, _U3, _U8, _U32 = np.uint64(0), np.uint64(2), np.uint64(3), np.uint64(8), np.uint64(32)
+# ---- dropout: Philox4x32-10 (_philox.py), the CPU's element index convention ------------
 _NONE = np.uint64(0xFFFFFFFFFFFFFFFF)  # "no Philox block cached yet"
-
-
-@jit(device=True)
-def _philox4x32(seed_lo, seed_hi, blk):
-    """The four 32-bit words (as uint64) of Philox block ``blk`` for the seed's two halves."""
-    k0 = seed_lo
-    k1 = seed_hi
-    c0 = blk & _LO
-    c1 = blk >> _U32
-    c2 = _U0
-    c3 = _U0
-    for r in range(10):
-        if r > 0:
-            k0 = (k0 + _W0) & _LO
-            k1 = (k1 + _W1) & _LO
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        n0 = (p1 >> _U32) ^ c1 ^ k0
-        n2 = (p0 >> _U32) ^ c3 ^ k1
-        c0 = n0
-        c1 = p1 & _LO
-        c2 = n2
-        c3 = p0 & _LO
-    return c0, c1, c2, c3
-
-
-@jit(device=True)
-def _pick(w0, w1, w2, w3, idx):
-    sel = idx & _U3
-    if sel == _U0:
-        return w0
-    if sel < _U2:
-        return w1
-    if sel == _U2:
-        return w2
-    return w3
 
 
 @jit(device=True)

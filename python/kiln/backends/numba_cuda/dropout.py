@@ -11,10 +11,7 @@ CPU). Feature dropout (`inner` > 1) draws once per run of `inner` elements, with
 f = i // inner. The mask is a pure function of (seed, index): bit for bit the CPU's, for any
 launch geometry. The backward is the same map applied to the gradient.
 
-Integers: the 32-bit words are held in uint64 and masked to 32 bits after each add, so the
-32 x 32 -> 64-bit products (mulhi = product >> 32) are exact. Every integer constant is a
-NumPy uint64 (Numba freezes global NumPy scalars as typed constants): mixing uint64 with a
-plain int literal would make Numba compute in float64.
+The Philox device function and its integer conventions are in _philox.py.
 
 Launches: inner == 1, one thread per Philox block (4 elements from one 10-round call);
 1 < inner < 32, one thread per element (each recomputes its feature's word); inner >= 32,
@@ -39,11 +36,10 @@ from kiln.backends.numba_cuda._common import (
     flat,
     jit,
 )
-
-_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
-_W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
-_MASK = np.uint64(0xFFFFFFFF)
-_U0, _U1, _U2, _U3, _U8, _U32 = (np.uint64(v) for v in (0, 1, 2, 3, 8, 32))
+from kiln.backends.numba_cuda._philox import U2 as _U2
+from kiln.backends.numba_cuda._philox import U8 as _U8
+from kiln.backends.numba_cuda._philox import philox4x32 as _philox
+from kiln.backends.numba_cuda._philox import pick
 
 # Grid-stride caps; the simulator (one Python thread per CUDA thread) gets small grids, so
 # that the tests run every stride loop more than once.
@@ -52,39 +48,10 @@ _FEATURE_MIN_INNER = 32  # from this run length on, one CUDA block per feature
 
 
 @jit(device=True)
-def _philox(k0, k1, block):
-    """The four 32-bit words (in uint64) of Philox4x32-10 for counter `block`, key (k0, k1)."""
-    c0 = block & _MASK
-    c1 = block >> _U32
-    c2 = _U0
-    c3 = _U0
-    for r in range(10):
-        if r > 0:
-            k0 = (k0 + _W0) & _MASK
-            k1 = (k1 + _W1) & _MASK
-        p0 = _M0 * c0
-        p1 = _M1 * c2
-        n0 = (p1 >> _U32) ^ c1 ^ k0
-        n2 = (p0 >> _U32) ^ c3 ^ k1
-        c1 = p1 & _MASK
-        c3 = p0 & _MASK
-        c0 = n0
-        c2 = n2
-    return c0, c1, c2, c3
-
-
-@jit(device=True)
 def _word(k0, k1, idx):
     """Word idx & 3 of block idx >> 2 (idx a uint64)."""
     w0, w1, w2, w3 = _philox(k0, k1, idx >> _U2)
-    j = idx & _U3
-    if j == _U0:
-        return w0
-    if j == _U1:
-        return w1
-    if j == _U2:
-        return w2
-    return w3
+    return pick(w0, w1, w2, w3, idx)
 
 
 @jit
