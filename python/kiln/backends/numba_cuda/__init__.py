@@ -48,8 +48,8 @@ KERNELS: dict[str, str] = {
     **{n: "embedding" for n in ("embedding", "embedding_backward", "embedding_renorm")},
     # normalization
     **{n: "norm" for n in (
-        "layer_norm", "layer_norm_backward", "batch_norm", "batch_norm_backward",
-        "group_norm", "group_norm_backward")},
+        "layer_norm", "layer_norm_backward", "group_norm", "group_norm_backward")},
+    **{n: "norm_batch" for n in ("batch_norm", "batch_norm_backward")},
     # pooling
     **{n: "pool" for n in (
         "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
