@@ -42,7 +42,7 @@ def _cases(np, small: bool):
     B, Hh, T, D = (4, 8, 1024, 64) if not small else (1, 2, 16, 8)
     N, C, HW = (128, 6, 14) if not small else (2, 3, 6)
     return [
-        (f"relu {n >> 20 or n}{'M' if n >> 20 else ''}", "relu", lambda: (rnd(n), np.empty(n, f32)), ("byte", 8 * n)),
+        (f"relu {n}", "relu", lambda: (rnd(n), np.empty(n, f32)), ("byte", 8 * n)),
         (f"matmul {m}³", "matmul", lambda: (rnd(m, m), rnd(m, m), np.empty((m, m), f32)),
          ("flop", 2 * m ** 3)),
         (f"matmul_naive {m // 2}³", "matmul_naive",
