@@ -13,7 +13,8 @@ import pytest
 import kiln
 
 # Modules that need an optional extra: skipped (with the reason) when it is missing.
-OPTIONAL = {"kiln.backends.numba_cuda.": "numba", "kiln.distributed": "mpi4py"}
+OPTIONAL = {"kiln.backends.numba_cuda.": "numba", "kiln.distributed": "mpi4py",
+            "kiln.nn.parallel": "mpi4py"}
 
 MODULES = ["kiln"] + sorted(
     m.name for m in pkgutil.walk_packages(kiln.__path__, "kiln.")

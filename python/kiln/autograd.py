@@ -58,6 +58,9 @@ from kiln.grad_mode import (  # noqa: E402  (re-exported: kiln.autograd.no_grad,
 # Bound by kiln.tensor once Tensor exists (tensor.py imports this module first).
 Tensor = None
 _wrap = None
+# Set once any Tensor.register_post_accumulate_grad_hook was called: until then backward
+# skips counting the contributions each leaf will receive.
+_post_hooks_live = False
 
 
 def _has_nonfinite(arr) -> bool:
@@ -193,6 +196,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if g is not None:
             t.grad = _wrap(g.data.copy()) if t.grad is None and g.grad_fn is None else (
                 g if t.grad is None else t.grad + g)
+            if t.grad_fn is None and getattr(t, "_post_hooks", None):
+                for h in list(t._post_hooks):
+                    h(t)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -259,7 +265,15 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                 captured_nodes[id(t.grad_fn)] = t
     start = [(t, _seed(t, g)) for t, g in zip(roots, root_grads)]
 
-    # count the consumers of every node reachable from the roots
+    # count the consumers of every node reachable from the roots; with post-accumulate
+    # hooks around, also how many contributions each hooked leaf will receive (its hooks
+    # run after the last one, like PyTorch's AccumulateGrad node)
+    post = _post_hooks_live and captured_ids is None
+    leafc = {}
+    if post:
+        for t, _ in start:
+            if t.grad_fn is None and getattr(t, "_post_hooks", None):
+                _leaf_expect(leafc, t)
     deps = {}
     stack = []
     for t, _ in start:
@@ -285,6 +299,8 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                     else:
                         deps[k] = 1
                         stack.append(p)
+                elif post and a.requires_grad and getattr(a, "_post_hooks", None):
+                    _leaf_expect(leafc, a)
 
     grads = {}
     ready = []
@@ -292,6 +308,8 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
         n = t.grad_fn
         if n is None:
             _deliver_leaf(t, g, captured_ids)
+            if leafc:
+                _leaf_arrived(leafc, t, True)
             continue
         k = id(n)
         grads[k] = grads[k] + g if k in grads else g
@@ -338,6 +356,8 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                         )
             for a, ig in zip(n.inputs, in_grads):
                 if ig is None or type(a) is not Tensor or not a.requires_grad:
+                    if leafc and type(a) is Tensor and id(a) in leafc:
+                        _leaf_arrived(leafc, a, False)
                     continue
                 # a plain backward may return arrays; they become Tensors only when needed
                 igd = ig.data if type(ig) is Tensor else ig
@@ -356,6 +376,8 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                     else:
                         _deliver_leaf(a, ig if type(ig) is Tensor else _as_grad_tensor(ig, a),
                                       captured_ids)
+                    if leafc and id(a) in leafc:
+                        _leaf_arrived(leafc, a, True)
                     continue
                 if type(ig) is not Tensor:
                     ig = _as_grad_tensor(ig, a)
@@ -369,6 +391,27 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                 n.saved = None
     finally:
         _mode.grad, _mode.anomaly = prev_grad, prev_anomaly
+
+
+def _leaf_expect(leafc, t):
+    e = leafc.get(id(t))
+    if e is None:
+        leafc[id(t)] = [1, False]
+    else:
+        e[0] += 1
+
+
+def _leaf_arrived(leafc, t, delivered: bool):
+    """One expected contribution reached leaf ``t`` (or its producer returned None for it);
+    after the last, run its post-accumulate hooks if any gradient arrived at all."""
+    e = leafc[id(t)]
+    e[0] -= 1
+    e[1] = e[1] or delivered
+    if e[0] == 0:
+        del leafc[id(t)]
+        if e[1]:
+            for h in list(t._post_hooks):
+                h(t)
 
 
 def _check_versions(n):

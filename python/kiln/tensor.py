@@ -41,8 +41,9 @@ class Tensor:
     # Optional marks (an unset slot costs nothing): _param is set on tensors made by
     # kiln.nn.Parameter; _fresh on a gradient whose buffer no one else holds, which the
     # autograd engine may then adopt as a leaf's .grad without copying (autograd.fresh).
+    # _post_hooks holds register_post_accumulate_grad_hook's hooks (leaves only).
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_hooks", "_version", "_param",
-                 "_fresh", "__weakref__")
+                 "_fresh", "_post_hooks", "__weakref__")
     # NumPy defers binary operators to Tensor (ndarray + Tensor -> Tensor.__radd__)
     __array_priority__ = 1000.0
 
@@ -147,6 +148,30 @@ class Tensor:
         else:
             hooks = self.grad_fn.hooks = self.grad_fn.hooks or []
         hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` once per backward, after every contribution to this leaf's
+        ``.grad`` has been accumulated (``torch.Tensor.register_post_accumulate_grad_hook``).
+
+        >>> import kiln
+        >>> w = kiln.ones(2, requires_grad=True)
+        >>> seen = []
+        >>> h = w.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.tolist()))
+        >>> (w * w + w).sum().backward()
+        >>> seen
+        [[3.0, 3.0]]
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors")
+        hooks = getattr(self, "_post_hooks", None)
+        if hooks is None:
+            hooks = self._post_hooks = []
+        hooks.append(hook)
+        _autograd._post_hooks_live = True  # the engine counts leaf contributions from now on
         return _HookHandle(hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:

@@ -69,3 +69,7 @@ from kiln.nn.transformer import (
 # isort: split
 # gradient clipping (clip_grad_norm_, clip_grad_value_)
 from kiln.nn import utils
+
+# isort: split
+# data parallelism (nn.parallel.DistributedDataParallel, SyncBatchNorm)
+from kiln.nn import parallel
