@@ -65,10 +65,12 @@ def test_launch_dry_run_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", "/src")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert cli.main(["launch", "-n", "3", "--hostfile", str(hosts), "--oversubscribe",
-                     "--threads", "1", "--dry-run", str(script), "--epochs", "2", "-v"]) == 0
+                     "--mca", "btl_tcp_if_include", "eth0", "--threads", "1", "--dry-run",
+                     str(script), "--epochs", "2", "-v"]) == 0
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
     assert capsys.readouterr().out.split() == [
         "/opt/mpi/bin/mpirun", "-n", "3", *root, "--hostfile", str(hosts), "--oversubscribe",
+        "--mca", "btl_tcp_if_include", "eth0",
         "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS=1", sys.executable, str(script),
         "--epochs", "2", "-v"]
     monkeypatch.setattr(os, "geteuid", lambda: 0)

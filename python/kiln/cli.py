@@ -339,6 +339,8 @@ def launch_command(args, mpirun: str = "mpirun") -> list[str]:
         cmd += ["--hostfile", str(args.hostfile)]
     if args.oversubscribe:
         cmd.append("--oversubscribe")
+    for key, value in getattr(args, "mca", None) or []:
+        cmd += ["--mca", key, value]
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -410,6 +412,8 @@ def main(argv=None) -> int:
                     help="allow more ranks than cores/slots")
     pl.add_argument("--threads", type=int, default=0,
                     help="CPU threads per rank (OMP_NUM_THREADS; default: Open MPI's binding)")
+    pl.add_argument("--mca", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                    help="an Open MPI parameter, e.g. --mca btl_tcp_if_include eth0")
     pl.add_argument("--dry-run", action="store_true", help="print the mpirun command, run nothing")
     pl.add_argument("script", help="the Python script every rank runs")
     pl.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments")
