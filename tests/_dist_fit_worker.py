@@ -67,10 +67,15 @@ with contextlib.redirect_stderr(err):
     hist = T.fit(net, nn.CrossEntropyLoss(), opt, train_loader, val_loader, epochs=12,
                  callbacks=[stop], checkpoint=os.path.join(out, "ckpt.safetensors"),
                  progress=True, metrics={"n_val": lambda t, o: len(t)})
+# an unsharded loader is evaluated by the calling rank alone: no collective, so rank 0 may
+# evaluate by itself; a sharded one gives every rank the whole set's figures
+full = T.evaluate(net, nn.CrossEntropyLoss(), DataLoader(val, batch_size=8)) \
+    if rank == 0 else None
+sharded = T.evaluate(net, nn.CrossEntropyLoss(), val_loader)
 keep = {k: v for k, v in hist.history.items() if k != "time" and k != "samples_per_s"}
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump({"world": world, "history": keep, "time": hist["time"],
                "weights": {k: v.numpy().tolist() for k, v in model.state_dict().items()},
                "stderr": err.getvalue(), "saves": len(saves), "sampler_epoch": sampler.epoch,
-               "stopped_epoch": stop.stopped_epoch}, f)
+               "stopped_epoch": stop.stopped_epoch, "eval_full": full, "eval_sharded": sharded}, f)
 dist.destroy_process_group()

@@ -67,6 +67,10 @@ def test_fit_two_ranks_matches_one_process(tmp_path):
     # rank 0 alone shows progress and writes the checkpoint, every epoch
     assert r0["saves"] == epochs and r1["saves"] == 0
     assert "epoch 1/12" in r0["stderr"] and r1["stderr"] == ""
+    assert r1["eval_full"] is None and r0["eval_sharded"] == r1["eval_sharded"]
+    for k in ("loss", "accuracy"):  # rank 0 alone on all of val = the ranks' shards combined
+        np.testing.assert_allclose(r0["eval_full"][k], r0["eval_sharded"][k], rtol=1e-6)
+        np.testing.assert_allclose(r0["eval_full"][k], one["eval_sharded"][k], rtol=1e-5)
     assert r0["sampler_epoch"] == r1["sampler_epoch"] == epochs - 1  # set_epoch each epoch
     # the checkpoint holds the plain module's state
     ckpt = kiln.load(tmp_path / "two" / "ckpt.safetensors")

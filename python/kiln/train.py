@@ -13,8 +13,9 @@ Distributed. Under ``mpirun`` with ``kiln.distributed`` initialised and more tha
 rank (the model typically wrapped in ``kiln.nn.parallel.DistributedDataParallel``, the
 train loader given a ``kiln.data.DistributedSampler``): every rank runs the loop on its
 shard; the sampler's ``set_epoch(epoch)`` is called each epoch; the loss sums, correct
-counts and sample counts of training and validation are summed over ranks (and the
-epoch time is the slowest rank's), so every rank gets the same logs, the same
+counts and sample counts of training (and of validation, when the val loader is sharded
+with a ``DistributedSampler``; unsharded, every rank evaluates all of it) are summed over
+ranks (the epoch time is the slowest rank's), so every rank gets the same logs, the same
 ``History`` and the same early-stopping and ``ReduceLROnPlateau`` decisions; only rank 0
 shows progress bars and writes the checkpoint, which holds the wrapped module's state
 (``ddp.module``) and loads into a plain model. Callbacks run on every rank (``trainer.rank``
@@ -265,9 +266,12 @@ def evaluate(model, loss_fn: Callable | None, loader: Iterable, device=None,
              metrics: Mapping[str, Callable] | None = None) -> dict:
     """Mean loss over samples (``loss``), ``accuracy`` for class-index targets, and each
     ``metrics`` entry ``fn(y_true, outputs)`` on the concatenated NumPy outputs.
-    Runs under ``model.eval()`` and ``no_grad``; restores the model's mode. On several
-    ranks (``kiln.distributed``) the sums and counts, and the ``metrics`` inputs, are
-    combined over ranks, so every rank returns the whole loader's figures."""
+    Runs under ``model.eval()`` and ``no_grad``; restores the model's mode. When the
+    loader is sharded over the ranks of ``kiln.distributed`` (its sampler is a
+    ``DistributedSampler`` with ``num_replicas > 1``) the sums and counts, and the
+    ``metrics`` inputs, are combined over ranks -- a collective: every rank must call
+    it -- so every rank returns the whole data set's figures; an unsharded loader is
+    evaluated by this rank alone (so ``if rank == 0: evaluate(...)`` works)."""
     was_training = getattr(model, "training", False)
     model.eval()
     total, n, correct, counted = 0.0, 0, 0, 0
@@ -290,7 +294,7 @@ def evaluate(model, loss_fn: Callable | None, loader: Iterable, device=None,
     finally:
         model.train(was_training)
     world = World()
-    if world.active:
+    if world.active and getattr(getattr(loader, "sampler", None), "num_replicas", 1) > 1:
         total, n, correct, counted = world.sum([total, n, correct, counted])
         if metrics:
             parts = world.all_gather_object((outs, targets))
