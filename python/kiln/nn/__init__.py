@@ -73,3 +73,4 @@ from kiln.nn import utils
 # isort: split
 # data parallelism (nn.parallel.DistributedDataParallel, SyncBatchNorm)
 from kiln.nn import parallel
+from kiln.nn.sync_batchnorm import SyncBatchNorm
