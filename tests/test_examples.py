@@ -20,6 +20,9 @@ needs_conv = pytest.mark.skipif(not hasattr(kiln.nn, "Conv2d"), reason="kiln.nn.
 
 def _run(monkeypatch, capsys, name, *argv):
     monkeypatch.syspath_prepend(str(EXAMPLES))
+    # the examples' `import _common` must find examples/_common.py, not a module of the
+    # same name another test put in sys.modules (tests/mpi_workers/_common.py)
+    monkeypatch.delitem(sys.modules, "_common", raising=False)
     monkeypatch.setattr(sys, "argv", [name, *argv])
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     return capsys.readouterr().out
