@@ -24,7 +24,10 @@ the host's monotonic clock: the faster rank waits that long for the slower) and
 ``exposed`` (from the moment the last rank is done until the reductions are: the
 communication backward did not hide), and ``all-reduce alone``: the same buckets
 all-reduced back to back with nothing else running (after a barrier).
-Hidden share = 1 - exposed / all-reduce alone.
+Hidden share = 1 - exposed / all-reduce alone. Also per step: the busier rank's compute
+CPU seconds (``time.process_time`` less the CPU its DDP waits burn -- Open MPI polls)
+plus the exposed all-reduce: the step time to expect with nothing else running, for a
+speedup that other processes sharing the cores do not distort.
 
     python bench/bench_ddp.py [--quick]
 """
@@ -83,11 +86,14 @@ def child(quick: bool) -> dict | None:
     stamps: dict[int, list[tuple[float, float]]] = {}
     finalize = D._Reducer._finalize
 
+    spin = [0.0]  # CPU seconds spent waiting in MPI (Open MPI polls: a wait burns CPU)
+
     def timed_finalize(self):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b in self.buckets:
             b.work.wait()
         stamps.setdefault(id(self), []).append((t0, time.perf_counter()))
+        spin[0] += time.process_time() - c0
         finalize(self)
 
     D._Reducer._finalize = timed_finalize
@@ -112,7 +118,7 @@ def child(quick: bool) -> dict | None:
             net = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=cap)
         opt = kiln.optim.Adam(model.parameters(), lr=1e-3)
         setups.append({"name": name, "net": net, "opt": opt, "x": x, "y": y,
-                       "loss": nn.CrossEntropyLoss(), "rounds": [], "backward": []})
+                       "loss": nn.CrossEntropyLoss(), "rounds": [], "cpu": [], "backward": []})
 
     def step(s, record: bool):
         s["opt"].zero_grad()
@@ -126,20 +132,22 @@ def child(quick: bool) -> dict | None:
     def run_setup(s, steps: int, record: bool):
         single = s["name"].startswith("1 rank")
         comm.Barrier()
-        t0 = time.perf_counter()
+        t0, c0, spin[0] = time.perf_counter(), time.process_time(), 0.0
         if single:
             if rank == 0:
                 for _ in range(steps):
                     step(s, record)
-            t = time.perf_counter() - t0
+            t, c = time.perf_counter() - t0, time.process_time() - c0
             sleepy_barrier()
         else:
             for _ in range(steps):
                 step(s, record)
+            c = time.process_time() - c0 - spin[0]
             comm.Barrier()
             t = time.perf_counter() - t0
         if record:
             s["rounds"].append(t / steps)
+            s["cpu"].append(c / steps)
 
     steps, rounds = (4, 3) if quick else (15, 7)
     for s in setups:  # warm-up (allocator, kernels, MPI connections)
@@ -178,12 +186,19 @@ def child(quick: bool) -> dict | None:
         s["exposed"] = [max(0.0, max(d for _, d in st) - max(t for t, _ in st))
                         for st in steps_]
         s["wait_mine"] = [d - t for t, d in both[rank]]
+    # compute CPU seconds per step (a rank's CPU time less its waits in DDP): preemption by
+    # other processes does not inflate it; the busier rank's, plus the exposed all-reduce,
+    # estimates the step time on a machine with nothing else running
+    cpus = comm.allgather([s["cpu"] for s in setups])
     out = []
-    for s in setups:
+    for j, s in enumerate(setups):
         med = _median(s["rounds"])
+        cpu = _median(s["cpu"]) if s["name"].startswith("1 rank") else \
+            _median([max(c[j][i] for c in cpus) for i in range(len(s["cpu"]))]) \
+            + _median(s["exposed"])
         row = {"name": s["name"], "ranks": 1 if s["name"].startswith("1 rank") else world,
                "per_rank_batch": int(s["x"].shape[0]), "step_s": med,
-               "step_min_s": min(s["rounds"]),
+               "step_min_s": min(s["rounds"]), "cpu_step_s": cpu,
                "steps_per_s": 1 / med, "images_per_s": GLOBAL_BATCH / med,
                "backward_s": _median(s["backward"])}
         if "alone" in s:
@@ -194,9 +209,10 @@ def child(quick: bool) -> dict | None:
                         "allreduce_alone_s": a, "buckets_bytes": s["buckets"],
                         "hidden_share": max(0.0, min(1.0, 1 - e / a)) if a else None})
         out.append(row)
-    base = out[0]["step_s"]
+    base, base_cpu = out[0]["step_s"], out[0]["cpu_step_s"]
     for row in out:
         row["speedup"] = base / row["step_s"]
+        row["speedup_cpu"] = base_cpu / row["cpu_step_s"]
     dist.destroy_process_group()
     if rank != 0:
         return None
@@ -262,17 +278,23 @@ def markdown(payload: dict) -> str:
     for s in run_["setups"]:
         rows.append([s["name"], ms(s["step_s"]), H.fmt(s["steps_per_s"], 2),
                      H.fmt(s["images_per_s"], 0), H.fmt_ratio(s["speedup"]),
+                     ms(s["cpu_step_s"]), H.fmt_ratio(s["speedup_cpu"]),
                      ms(s.get("backward_compute_s", s["backward_s"])), ms(s.get("wait_s")),
                      ms(s.get("skew_s")), ms(s.get("exposed_s"), 2),
                      ms(s.get("allreduce_alone_s"), 2),
                      "—" if s.get("hidden_share") is None else f"{100 * s['hidden_share']:.0f}%",
                      " + ".join(f"{b / 1024:.0f}" for b in s.get("buckets_bytes", [])) or "—"])
-    hdr = ["setup", "ms/step", "steps/s", "images/s", "speedup", "backward ms", "wait ms",
+    hdr = ["setup", "ms/step", "steps/s", "images/s", "speedup", "CPU ms/step",
+           "speedup (CPU)", "backward ms", "wait ms",
            "of which skew", "exposed ms", "all-reduce alone ms", "hidden", "buckets KiB"]
     return "\n".join([
         "LeNet-5 (28x28, Adam), global batch 128, one thread per rank, 2 ranks launched "
         f"with mpirun; medians of {run_['rounds']} rounds of {run_['steps']} steps, the "
-        "setups alternating. speedup = 1-rank step time / this step time. 'backward' is "
+        "setups alternating. speedup = 1-rank step time / this step time. 'CPU ms/step': "
+        "compute CPU seconds per step of the busier rank (its CPU time less its waits in "
+        "DDP, which preemption does not inflate) plus the exposed all-reduce: the step time "
+        "to expect with nothing else running; 'speedup (CPU)' from it, a check on the "
+        "wall-clock speedup when other processes share the cores. 'backward' is "
         "backward's compute; 'wait' the time DDP then waits for the all-reduces: 'skew' "
         "(for the slower rank to finish its backward) plus 'exposed' (communication left "
         "after the last rank is done); 'all-reduce alone' the same buckets reduced with "
