@@ -18,7 +18,7 @@ from kiln.nn.parallel import DistributedDataParallel as DDP
 from kiln.nn.parallel.distributed import _bucket_assignment
 
 sys.path.insert(0, str(WORKERS))
-from _common import STEPS, WithAux, data, mlp, params, sgd, step  # noqa: E402
+from mpi_common import STEPS, WithAux, data, mlp, params, sgd, step  # noqa: E402
 
 W = 2
 

@@ -15,7 +15,7 @@ from mpi_helpers import WORKERS, mpirun
 import kiln.distributed as dist
 
 sys.path.insert(0, str(WORKERS))
-from _common import rank_input  # noqa: E402
+from mpi_common import rank_input  # noqa: E402
 
 FLOATS = ("float32", "float64")
 TOL = {"float32": 1e-6, "float64": 1e-13}

@@ -7,7 +7,7 @@ usage: mpirun -n W python collectives_worker.py OUT
 import sys
 
 import numpy as np
-from _common import rank_input
+from mpi_common import rank_input
 
 import kiln
 import kiln.distributed as dist

@@ -10,7 +10,7 @@ usage: mpirun -n 2 python ddp_worker.py OUT
 import sys
 
 import numpy as np
-from _common import IN, STEPS, WithAux, data, mlp, params, sgd, step
+from mpi_common import IN, STEPS, WithAux, data, mlp, params, sgd, step
 
 import kiln
 import kiln.distributed as dist
