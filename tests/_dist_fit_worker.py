@@ -67,15 +67,44 @@ with contextlib.redirect_stderr(err):
     hist = T.fit(net, nn.CrossEntropyLoss(), opt, train_loader, val_loader, epochs=12,
                  callbacks=[stop], checkpoint=os.path.join(out, "ckpt.safetensors"),
                  progress=True, metrics={"n_val": lambda t, o: len(t)})
+n_saves = len(saves)
 # an unsharded loader is evaluated by the calling rank alone: no collective, so rank 0 may
 # evaluate by itself; a sharded one gives every rank the whole set's figures
 full = T.evaluate(net, nn.CrossEntropyLoss(), DataLoader(val, batch_size=8)) \
     if rank == 0 else None
 sharded = T.evaluate(net, nn.CrossEntropyLoss(), val_loader)
+
+
+def resumable(epochs, path, resume):
+    """Dropout with a different seed per rank, shuffled shards: an interrupted run resumed
+    from its checkpoint must end with the uninterrupted run's weights, bit for bit."""
+    kiln.manual_seed(100 + rank)  # per-rank dropout streams (DDP copies rank 0's weights)
+    m = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 3))
+    o = kiln.optim.SGD(m.parameters(), lr=0.2, momentum=0.9)
+    w = DistributedDataParallel(m) if mode == "ddp" else m
+    if mode != "ddp" and world > 1:
+        step_ = o.step
+
+        def avg_step(*a, **k):
+            for p in m.parameters():
+                dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
+            return step_(*a, **k)
+
+        o.step = avg_step
+    ld = DataLoader(train, batch_size=16 // world, sampler=DistributedSampler(train, seed=3))
+    T.fit(w, nn.CrossEntropyLoss(), o, ld, epochs=epochs, checkpoint=path, resume=resume,
+          progress=False)
+    return {k: v.numpy().tolist() for k, v in m.state_dict().items()}
+
+
+straight = resumable(4, os.path.join(out, "straight.safetensors"), False)
+resumable(2, os.path.join(out, "part.safetensors"), False)  # "interrupted" after 2 epochs
+resumed = resumable(4, os.path.join(out, "part.safetensors"), True)
 keep = {k: v for k, v in hist.history.items() if k != "time" and k != "samples_per_s"}
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
     json.dump({"world": world, "history": keep, "time": hist["time"],
                "weights": {k: v.numpy().tolist() for k, v in model.state_dict().items()},
-               "stderr": err.getvalue(), "saves": len(saves), "sampler_epoch": sampler.epoch,
-               "stopped_epoch": stop.stopped_epoch, "eval_full": full, "eval_sharded": sharded}, f)
+               "stderr": err.getvalue(), "saves": n_saves, "sampler_epoch": sampler.epoch,
+               "stopped_epoch": stop.stopped_epoch, "eval_full": full, "eval_sharded": sharded,
+               "resume_exact": straight == resumed}, f)
 dist.destroy_process_group()

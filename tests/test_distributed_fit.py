@@ -71,6 +71,8 @@ def test_fit_two_ranks_matches_one_process(tmp_path):
     for k in ("loss", "accuracy"):  # rank 0 alone on all of val = the ranks' shards combined
         np.testing.assert_allclose(r0["eval_full"][k], r0["eval_sharded"][k], rtol=1e-6)
         np.testing.assert_allclose(r0["eval_full"][k], one["eval_sharded"][k], rtol=1e-5)
+    # an interrupted 2-rank run resumed from its checkpoint (every rank's RNG restored)
+    assert one["resume_exact"] and r0["resume_exact"] and r1["resume_exact"]
     assert r0["sampler_epoch"] == r1["sampler_epoch"] == epochs - 1  # set_epoch each epoch
     # the checkpoint holds the plain module's state
     ckpt = kiln.load(tmp_path / "two" / "ckpt.safetensors")
