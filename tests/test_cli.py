@@ -110,12 +110,14 @@ def test_launch_runs_ranks(tmp_path):
         pytest.skip("mpirun (Open MPI) is not installed")
     pytest.importorskip("mpi4py")
     script = tmp_path / "hello.py"
-    script.write_text("from mpi4py import MPI\nimport sys\nc = MPI.COMM_WORLD\n"
-                      "print('rank', c.Get_rank(), 'of', c.Get_size(), *sys.argv[1:])\n")
+    # each rank writes a file (the ranks' stdout interleaves when it is unbuffered)
+    script.write_text("from mpi4py import MPI\nimport pathlib, sys\nc = MPI.COMM_WORLD\n"
+                      "pathlib.Path(sys.argv[1], f'rank{c.Get_rank()}').write_text("
+                      "f'{c.Get_rank()} of {c.Get_size()} {sys.argv[2]}')\n")
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-m", "kiln.cli", "launch", "-n", "2",
-                          "--oversubscribe", str(script), "x"], env=env, capture_output=True,
-                         text=True, timeout=120)
+                          "--oversubscribe", str(script), str(tmp_path), "x"], env=env,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert sorted(out.stdout.splitlines()) == ["rank 0 of 2 x", "rank 1 of 2 x"]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["0 of 2 x", "1 of 2 x"]
