@@ -26,6 +26,7 @@ import _harness as H
 import bench_activation
 import bench_attention  # attention
 import bench_conv  # conv
+import bench_ddp  # ddp
 import bench_loss  # losses
 import bench_matmul
 import bench_norm_pool  # norm / pool / dropout
@@ -125,6 +126,9 @@ def main(argv=None) -> int:
          lambda: bench_train_step.run(a.quick, a.threads)),
         # conv
         ("Convolutions (float32)", bench_conv, lambda: bench_conv.run(a.quick, a.threads)),
+        # ddp
+        ("Data-parallel training (DDP over MPI, LeNet-5, 1 vs 2 ranks)", bench_ddp,
+         lambda: bench_ddp.run(a.quick)),
     ]
     if a.only:
         keep = [w.strip() for w in a.only.split(",") if w.strip()]

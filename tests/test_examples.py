@@ -3,6 +3,7 @@ samples). Data that is not bundled is replaced by small synthetic files of the s
 IDX files for Fashion-MNIST, an .npz for MNIST-1D, a text file for the Shakespeare corpus."""
 
 import gzip
+import importlib.util
 import pathlib
 import runpy
 import struct
@@ -19,6 +20,9 @@ needs_conv = pytest.mark.skipif(not hasattr(kiln.nn, "Conv2d"), reason="kiln.nn.
 
 def _run(monkeypatch, capsys, name, *argv):
     monkeypatch.syspath_prepend(str(EXAMPLES))
+    # the examples' `import _common` must find examples/_common.py, not a module of the
+    # same name another test put in sys.modules (tests/mpi_workers/_common.py)
+    monkeypatch.delitem(sys.modules, "_common", raising=False)
     monkeypatch.setattr(sys, "argv", [name, *argv])
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     return capsys.readouterr().out
@@ -106,3 +110,39 @@ def test_char_transformer(monkeypatch, capsys, tmp_path):
                "--steps", "3", "--block", "16", "--d-model", "32", "--layers", "1",
                "--sample", "20", "--batch-size", "4", "--torch")
     assert "--- sample ---" in out and "validation loss ratio" in out
+
+
+# ddp
+@needs_conv
+def test_ddp_fashion_mnist(monkeypatch, capsys, fashion_dir, tmp_path):
+    """One process in this one; with Open MPI, 2 ranks under mpirun too: the same global
+    batches, so the same curves (up to summation order) and the same test accuracy."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    args = ["--epochs", "2", "--batch-size", "16", "--data", str(fashion_dir)]
+    one = tmp_path / "one"
+    one.mkdir()
+    out = _run(monkeypatch, capsys, "ddp_fashion_mnist.py", *args, "--out", str(one))
+    assert "1 rank(s) x batch 16 = global batch 16" in out, out
+    h1 = json.loads((one / "ddp_history.json").read_text())
+    assert (one / "ddp_lenet5.safetensors").exists()
+    if shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("2-rank run needs mpirun and mpi4py")
+    two = tmp_path / "two"
+    two.mkdir()
+    src = str(EXAMPLES.parent / "python")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    proc = subprocess.run(["mpirun", "-n", "2", "--oversubscribe", sys.executable,
+                           str(EXAMPLES / "ddp_fashion_mnist.py"), *args, "--out", str(two)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("LeNet-5 on Fashion-MNIST") == 1  # rank 0 alone prints
+    assert "2 rank(s) x batch 8 = global batch 16" in proc.stdout
+    h2 = json.loads((two / "ddp_history.json").read_text())
+    np.testing.assert_allclose(h2["train_loss"], h1["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(h2["val_loss"], h1["val_loss"], rtol=1e-4)
+    assert h2["val_accuracy"] == h1["val_accuracy"]

@@ -9,6 +9,18 @@ optional gradient clipping, ``optimizer.step()`` (and ``scheduler.step()`` when
 scheduler step (``ReduceLROnPlateau`` gets the monitored value), the callbacks, and the
 checkpoint.
 
+Distributed. Under ``mpirun`` with ``kiln.distributed`` initialised and more than one
+rank (the model typically wrapped in ``kiln.nn.parallel.DistributedDataParallel``, the
+train loader given a ``kiln.data.DistributedSampler``): every rank runs the loop on its
+shard; the sampler's ``set_epoch(epoch)`` is called each epoch; the loss sums, correct
+counts and sample counts of training (and of validation, when the val loader is sharded
+with a ``DistributedSampler``; unsharded, every rank evaluates all of it) are summed over
+ranks (the epoch time is the slowest rank's), so every rank gets the same logs, the same
+``History`` and the same early-stopping and ``ReduceLROnPlateau`` decisions; only rank 0
+shows progress bars and writes the checkpoint, which holds the wrapped module's state
+(``ddp.module``) and loads into a plain model. Callbacks run on every rank (``trainer.rank``
+tells them which one they are on). Resuming needs the checkpoint visible to every rank.
+
 Resume. The checkpoint (``kiln.save``, safetensors) holds the model, optimizer, scheduler,
 history and callback states, the epoch, kiln's global RNG state and the train loader's
 generator state -- everything the next epoch's random draws (shuffle order, transforms,
@@ -40,6 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 import kiln
+from kiln._fit_dist import World, unwrap
 from kiln.tensor import Tensor
 
 __all__ = ["fit", "evaluate", "History", "Callback", "EarlyStopping"]
@@ -179,7 +192,7 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                self.best_weights = _copy_state(trainer.model)
+                self.best_weights = _copy_state(unwrap(trainer.model))
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -188,7 +201,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, trainer) -> None:
         if self.restore_best_weights and self.best_weights is not None:
-            trainer.model.load_state_dict(
+            unwrap(trainer.model).load_state_dict(
                 {k: kiln.from_numpy(v) for k, v in self.best_weights.items()})
 
     def state_dict(self) -> dict:
@@ -205,9 +218,11 @@ class EarlyStopping(Callback):
 
 # ---- the loop -----------------------------------------------------------------------------------
 class _Trainer:
-    def __init__(self, model) -> None:
+    def __init__(self, model, world: World | None = None) -> None:
         self.model = model
         self.stop_training = False
+        world = world or World()
+        self.rank, self.world_size = world.rank, world.size
 
 
 def _to(x, device):
@@ -251,7 +266,12 @@ def evaluate(model, loss_fn: Callable | None, loader: Iterable, device=None,
              metrics: Mapping[str, Callable] | None = None) -> dict:
     """Mean loss over samples (``loss``), ``accuracy`` for class-index targets, and each
     ``metrics`` entry ``fn(y_true, outputs)`` on the concatenated NumPy outputs.
-    Runs under ``model.eval()`` and ``no_grad``; restores the model's mode."""
+    Runs under ``model.eval()`` and ``no_grad``; restores the model's mode. When the
+    loader is sharded over the ranks of ``kiln.distributed`` (its sampler is a
+    ``DistributedSampler`` with ``num_replicas > 1``) the sums and counts, and the
+    ``metrics`` inputs, are combined over ranks -- a collective: every rank must call
+    it -- so every rank returns the whole data set's figures; an unsharded loader is
+    evaluated by this rank alone (so ``if rank == 0: evaluate(...)`` works)."""
     was_training = getattr(model, "training", False)
     model.eval()
     total, n, correct, counted = 0.0, 0, 0, 0
@@ -273,6 +293,13 @@ def evaluate(model, loss_fn: Callable | None, loader: Iterable, device=None,
                     targets.append(target.numpy())
     finally:
         model.train(was_training)
+    world = World()
+    if world.active and getattr(getattr(loader, "sampler", None), "num_replicas", 1) > 1:
+        total, n, correct, counted = world.sum([total, n, correct, counted])
+        if metrics:
+            parts = world.all_gather_object((outs, targets))
+            outs = [o for p, _ in parts for o in p]
+            targets = [t for _, p in parts for t in p]
     logs = {}
     if loss_fn is not None and n:
         logs["loss"] = total / n
@@ -283,27 +310,36 @@ def evaluate(model, loss_fn: Callable | None, loader: Iterable, device=None,
     return logs
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, history, callbacks, epoch, loader):
+def _save_checkpoint(path, model, optimizer, scheduler, history, callbacks, epoch, loader,
+                     ranks=None):
     gen = getattr(loader, "generator", None)
-    ckpt = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    ckpt = {"epoch": epoch, "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "history": history.history, "rng": kiln.get_rng_state(),
             "loader_rng": gen.bit_generator.state if gen is not None else None,
             "callbacks": [cb.state_dict() for cb in callbacks]}
+    if ranks is not None:  # every rank's (kiln RNG, loader RNG) states, in rank order
+        ckpt["rank_rng"] = [r for r, _ in ranks]
+        ckpt["rank_loader_rng"] = [g for _, g in ranks]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     kiln.save(ckpt, path)
 
 
-def _load_checkpoint(path, model, optimizer, scheduler, callbacks, loader) -> tuple[int, dict]:
+def _load_checkpoint(path, model, optimizer, scheduler, callbacks, loader,
+                     world: World) -> tuple[int, dict]:
     ckpt = kiln.load(path)
-    model.load_state_dict(ckpt["model"])
+    unwrap(model).load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt.get("scheduler") is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
-    kiln.set_rng_state(ckpt["rng"])
+    rng, loader_rng = ckpt["rng"], ckpt.get("loader_rng")
+    if len(ckpt.get("rank_rng") or []) == world.size:  # saved by a job of the same size
+        rng, loader_rng = ckpt["rank_rng"][world.rank], ckpt["rank_loader_rng"][world.rank]
+    kiln.set_rng_state(rng)
     gen = getattr(loader, "generator", None)
-    if gen is not None and ckpt.get("loader_rng") is not None:
-        gen.bit_generator.state = ckpt["loader_rng"]
+    if gen is not None and loader_rng is not None:
+        gen.bit_generator.state = loader_rng
     saved = ckpt.get("callbacks") or []
     if len(saved) != len(callbacks):
         raise ValueError(f"fit: checkpoint {path} has {len(saved)} callback states but fit "
@@ -338,26 +374,38 @@ def fit(model, loss_fn: Callable, optimizer, train_loader: Iterable, val_loader=
     callbacks = list(callbacks)
     if device is not None:
         model.to(device)
-    trainer = _Trainer(model)
+    world = World()
+    trainer = _Trainer(model, world)
     history = History()
     start = 0
-    if resume and checkpoint and os.path.exists(checkpoint):
+    found = bool(resume and checkpoint and os.path.exists(checkpoint))
+    if resume and checkpoint and world.active:
+        seen = int(world.sum([float(found)])[0])
+        if 0 < seen < world.size:  # the same verdict on every rank: no rank waits forever
+            raise RuntimeError(f"fit: resume checkpoint {checkpoint} exists on {seen} of "
+                               f"{world.size} ranks; every rank must see it (a shared "
+                               "filesystem, or a copy at the same path on each host)")
+    if found:
         last, hist = _load_checkpoint(checkpoint, model, optimizer, scheduler, callbacks,
-                                      train_loader)
+                                      train_loader, world)
         history, start = History(hist), last + 1
         trainer.stop_training = any(getattr(cb, "stopped_epoch", None) is not None
                                     for cb in callbacks)
     plateau = type(scheduler).__name__ == "ReduceLROnPlateau"
     for cb in callbacks:
         cb.on_train_begin(trainer)
+    sampler = getattr(train_loader, "sampler", None)
+    show = progress and world.main
     for epoch in range(start, int(epochs)):
         if trainer.stop_training:
             break
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: this epoch's shuffle
+            sampler.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
         total, n, correct, counted = 0.0, 0, 0, 0
         bar = tqdm(total=len(train_loader) if hasattr(train_loader, "__len__") else None,
-                   desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
+                   desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not show,
                    leave=True, dynamic_ncols=True)
         for batch in train_loader:
             inputs, target = _split(_to(batch, device))
@@ -381,11 +429,14 @@ def fit(model, loss_fn: Callable, optimizer, train_loader: Iterable, val_loader=
             if c is not None:
                 correct, counted = correct + c, counted + target.numel()
             bar.update(1)
-            if progress:
+            if show:
                 dt = time.perf_counter() - t0
                 bar.set_postfix(loss=f"{total / n:.4f}", samples_s=f"{n / max(dt, 1e-9):.0f}",
                                 refresh=False)
         dt = time.perf_counter() - t0
+        if world.active:  # the whole job's figures, identical on every rank
+            total, n, correct, counted = world.sum([total, n, correct, counted])
+            dt = world.max(dt)
         logs = {"epoch": epoch + 1, "train_loss": total / max(n, 1)}
         if counted:
             logs["train_accuracy"] = correct / counted
@@ -395,7 +446,7 @@ def fit(model, loss_fn: Callable, optimizer, train_loader: Iterable, val_loader=
         logs["lr"] = float(optimizer.param_groups[0]["lr"])
         logs["time"] = dt
         logs["samples_per_s"] = n / max(dt, 1e-9)
-        if progress:
+        if show:
             bar.set_postfix({k.replace("train_", ""): f"{v:.4f}" for k, v in logs.items()
                              if k.startswith(("train_", "val_"))}, refresh=True)
         bar.close()
@@ -411,8 +462,14 @@ def fit(model, loss_fn: Callable, optimizer, train_loader: Iterable, val_loader=
         for cb in callbacks:
             cb.on_epoch_end(trainer, epoch + 1, logs)
         if checkpoint:
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, history, callbacks, epoch,
-                             train_loader)
+            ranks = None
+            if world.active:
+                gen = getattr(train_loader, "generator", None)
+                ranks = world.all_gather_object(
+                    (kiln.get_rng_state(), gen.bit_generator.state if gen is not None else None))
+            if world.main:
+                _save_checkpoint(checkpoint, model, optimizer, scheduler, history, callbacks,
+                                 epoch, train_loader, ranks)
     for cb in callbacks:
         cb.on_train_end(trainer)
     return history

@@ -34,7 +34,10 @@ from kiln.data.datasets import (
 )
 from kiln.data.loader import DataLoader, default_collate
 
+# distributed sampler
+from kiln.data.sampler import DistributedSampler  # noqa: E402
+
 __all__ = ["Dataset", "TensorDataset", "ArrayDataset", "Subset", "ConcatDataset", "DataLoader",
            "default_collate", "random_split", "train_val_test_split", "transforms", "digits",
            "fashion_mnist", "mnist", "read_idx", "mnist1d", "text", "CharDataset",
-           "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
+           "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "DistributedSampler"]
