@@ -108,6 +108,13 @@ def test_reduce_scatter(world):
             close(d[f"reduce_scatter_tensor_{op}"], fn(x, axis=0)[4 * r:4 * r + 4])
 
 
+def test_object_collectives(world):
+    W, results = world
+    for d in results:
+        assert d["all_gather_object"].tolist() == [f"{i}:r{i}" for i in range(W)]
+        assert d["broadcast_object_list"].tolist() == [f"from {W - 1}", str((W - 1) * 10)]
+
+
 def test_mismatched_shapes_raise_on_every_rank(world):
     W, res = world
     for r, d in enumerate(res):

@@ -35,13 +35,6 @@ class World:
         """Rank 0: the one that prints, writes checkpoints and files."""
         return self.rank == 0
 
-    def _comm(self):
-        from kiln.distributed import collectives
-
-        # the process group's communicator: pickled-object collectives (mpi4py's lowercase
-        # methods) for the few small Python objects fit exchanges once per epoch
-        return collectives._comm("fit")
-
     def sum(self, values: list[float]) -> list[float]:
         """Element-wise sums over ranks (float64; exact for counts below 2**53)."""
         if not self.active:
@@ -65,7 +58,13 @@ class World:
 
     def all_gather_object(self, obj) -> list:
         """``[obj of rank 0, obj of rank 1, ...]`` on every rank."""
-        return self._comm().allgather(obj) if self.active else [obj]
+        if not self.active:
+            return [obj]
+        import kiln.distributed as dist
+
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
 
 
 def unwrap(model):

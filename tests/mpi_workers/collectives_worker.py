@@ -79,6 +79,13 @@ for op in ("sum", "max", "avg"):
 dist.barrier()
 dist.barrier(async_op=True).wait()
 
+objs = [None] * W
+dist.all_gather_object(objs, {"rank": r, "name": f"r{r}"})
+res["all_gather_object"] = np.array([f"{o['rank']}:{o['name']}" for o in objs])
+lst = [f"from {r}", r * 10]
+dist.broadcast_object_list(lst, src=W - 1)
+res["broadcast_object_list"] = np.array([str(v) for v in lst])
+
 # shape and dtype mismatches raise RuntimeError on every rank, and the group still works
 errors = []
 for name, call in [

@@ -12,9 +12,11 @@ from kiln.distributed.collectives import (
     Work,
     all_gather,
     all_gather_into_tensor,
+    all_gather_object,
     all_reduce,
     barrier,
     broadcast,
+    broadcast_object_list,
     destroy_process_group,
     get_backend,
     get_rank,
@@ -27,8 +29,8 @@ from kiln.distributed.collectives import (
 )
 
 __all__ = [
-    "ReduceOp", "Work", "all_gather", "all_gather_into_tensor", "all_reduce", "barrier",
-    "broadcast", "destroy_process_group", "get_backend", "get_rank", "get_world_size",
-    "init_process_group", "is_available", "is_initialized", "reduce_scatter",
-    "reduce_scatter_tensor",
+    "ReduceOp", "Work", "all_gather", "all_gather_into_tensor", "all_gather_object", "all_reduce",
+    "barrier", "broadcast", "broadcast_object_list", "destroy_process_group", "get_backend",
+    "get_rank", "get_world_size", "init_process_group", "is_available", "is_initialized",
+    "reduce_scatter", "reduce_scatter_tensor",
 ]

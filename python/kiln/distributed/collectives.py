@@ -382,3 +382,30 @@ def _reduce_scatter(comm, name, output, out, stacked, op, async_op):
         if back is not None:
             back()
     return _Done() if async_op else None
+
+
+# ---- picklable Python objects (small metadata: metrics, paths, flags) ------------------
+def all_gather_object(object_list: list, obj, group=None) -> None:
+    """Fill ``object_list`` (length world_size) with every rank's picklable ``obj``.
+
+    Like torch's, it pickles: use it only between the job's own ranks, for small objects.
+    """
+    comm = _comm("all_gather_object")
+    n = comm.Get_size()
+    if len(object_list) != n:
+        raise ValueError(f"all_gather_object: object_list has {len(object_list)} entries for a "
+                         f"world of size {n}")
+    object_list[:] = comm.allgather(obj)
+
+
+def broadcast_object_list(object_list: list, src: int = 0, group=None) -> None:
+    """Replace ``object_list``'s entries on every rank with rank ``src``'s (pickled)."""
+    comm = _comm("broadcast_object_list")
+    if not 0 <= src < comm.Get_size():
+        raise ValueError(f"broadcast_object_list: src={src} is not a rank of a world of size "
+                         f"{comm.Get_size()}")
+    got = comm.bcast(list(object_list), root=src)
+    if len(got) != len(object_list):
+        raise ValueError(f"broadcast_object_list: rank {src} sent {len(got)} objects, this rank "
+                         f"expected {len(object_list)}")
+    object_list[:] = got
