@@ -94,6 +94,9 @@ def run(quick: bool = False, sim: bool = False) -> dict:
     if not ok:
         return {"skipped": why}
     simulated = bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")
+    if simulated and not sim:
+        return {"skipped": "NUMBA_ENABLE_CUDASIM=1 is set (the simulator has no timings; "
+                           "use --sim for a smoke run)"}
     try:
         from kiln import _cuda as native
         native_ok = native.is_available()

@@ -30,6 +30,7 @@ import bench_ddp  # ddp
 import bench_loss  # losses
 import bench_matmul
 import bench_norm_pool  # norm / pool / dropout
+import bench_numba  # numba
 import bench_optim  # optim
 import bench_overhead
 import bench_rnn  # rnn
@@ -61,7 +62,14 @@ def _git_rev() -> str:
 
 
 def header(peak: dict, payloads: list[dict], started: dict, wall_s: float) -> str:
-    meta = payloads[0]["runs"][0]["meta"]
+    # the first bench that ran kiln in a per-thread child carries the library versions
+    meta = next((p["runs"][0]["meta"] for p in payloads
+                 if p.get("runs") and "meta" in p["runs"][0]), None)
+    if meta is None:
+        from kiln import __version__, _cpu
+
+        meta = {"kiln": __version__, "kiln_isa": _cpu.get_isa(),
+                "kiln_isa_supported": _cpu.supported_isa(), "numpy": "?", "torch": "?"}
     m = H.machine()
     lines = [
         "# kiln benchmarks", "",
@@ -129,6 +137,9 @@ def main(argv=None) -> int:
         # ddp
         ("Data-parallel training (DDP over MPI, LeNet-5, 1 vs 2 ranks)", bench_ddp,
          lambda: bench_ddp.run(a.quick)),
+        # numba
+        ("Numba CUDA fallback vs native kiln._cuda (GPU only)", bench_numba,
+         lambda: bench_numba.run(a.quick)),
     ]
     if a.only:
         keep = [w.strip() for w in a.only.split(",") if w.strip()]
