@@ -129,6 +129,16 @@ def test_group_norm_backward(dtype, outs, has_w):
     compare("group_norm_backward", g, x, mean, rstd, w, gi, gw, gb, G)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_group_norm_backward_empty_batch(dtype):
+    # N == 0: grad_weight/grad_bias (C values) are sums over nothing, so zeros
+    x = np.empty((0, 4, 3), dtype)
+    e = np.empty((0, 2), dtype)
+    _, nb = compare("group_norm_backward", x, x, e, e, rand(4, dtype=dtype), x.copy(),
+                    garbage(4, dtype=dtype), garbage(4, dtype=dtype), 2)
+    assert not nb[6].any() and not nb[7].any()
+
+
 # ---- bad input --------------------------------------------------------------------------
 def d(a):
     return cuda.to_device(a)
