@@ -63,14 +63,6 @@ FLOAT64_OK = {
     (M + "optim", "_norm_partial"), (M + "optim", "_bump_adam"), (M + "optim", "_bump_adagrad"),
 }
 
-# NOT intended, reported to the lead: float32 sum / int64 divisor is typed float64 by Numba
-# (a float64 division, then a rounding back to float32: same values, since a float64
-# quotient rounded to float32 is the correctly rounded float32 quotient, but float64
-# throughput on GPUs). Remove once pool.py divides in the array's dtype.
-FLOAT64_KNOWN = {
-    (M + "pool", "_avg_fwd"), (M + "pool", "_avg_bwd"),
-    (M + "pool", "_adaptive_fwd"), (M + "pool", "_adaptive_bwd"),
-}
 
 
 def _run(cmd, env, timeout):
@@ -121,7 +113,7 @@ def test_every_numba_kernel_compiles_to_ptx(tmp_path):
         key = (r["module"], r["kernel"])
         if "error" in r:
             problems.append(f"compile error in {where}:\n    {r['error'][:2000]}")
-        elif r["float32"] and r["float64_ops"] and key not in FLOAT64_OK | FLOAT64_KNOWN:
+        elif r["float32"] and r["float64_ops"] and key not in FLOAT64_OK:
             problems.append(f"float64 instructions in float32 {where}: {r['float64_ops']}")
     for module, kernel in rep["never_launched"]:
         problems.append(f"{module}.{kernel} is never launched by a simulator test "

@@ -128,11 +128,14 @@ def _avg_fwd(x, y, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip, divisor, zero):
     for ih in range(h0, h1):
         for iw in range(w0, w1):
             s += x[base + ih * W + iw]
-    y[t] = s / div if div else zero
+    # the integer divisor becomes the array's dtype through the store (a float32 / int64
+    # division would be done in float64); the CPU divides by T(div) too
+    y[t] = div
+    y[t] = s / y[t] if div else zero
 
 
 @jit
-def _avg_bwd(g, gi, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip, divisor):
+def _avg_bwd(g, gi, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip, divisor, zero):
     t = cuda.grid(1)
     if t >= gi.size:
         return
@@ -146,12 +149,13 @@ def _avg_bwd(g, gi, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip, divisor):
     oh1 = min(OH, (ih + pH) // sH + 1)
     ow0 = max(0, (iw + pW - kW + sW) // sW)
     ow1 = min(OW, (iw + pW) // sW + 1)
-    s = 0.0
+    s = zero  # the CPU's arithmetic: g / T(div), summed in T
     for oh in range(oh0, oh1):
         for ow in range(ow0, ow1):
             div = _avg_div(oh, ow, H, W, kH, kW, sH, sW, pH, pW, cip, divisor)
             if div:
-                s += g[base + oh * OW + ow] / div
+                gi[t] = div  # int -> T through the store (see _avg_fwd)
+                s += g[base + oh * OW + ow] / gi[t]
     gi[t] = s
 
 
@@ -173,11 +177,12 @@ def _adaptive_fwd(x, y, H, W, OH, OW, zero):
     for ih in range(h0, h1):
         for iw in range(w0, w1):
             s += x[base + ih * W + iw]
-    y[t] = s / ((h1 - h0) * (w1 - w0))
+    y[t] = (h1 - h0) * (w1 - w0)  # int -> T through the store (see _avg_fwd)
+    y[t] = s / y[t]
 
 
 @jit
-def _adaptive_bwd(g, gi, H, W, OH, OW):
+def _adaptive_bwd(g, gi, H, W, OH, OW, zero):
     t = cuda.grid(1)
     if t >= gi.size:
         return
@@ -190,7 +195,7 @@ def _adaptive_bwd(g, gi, H, W, OH, OW):
     oh1 = min(OH, ((ih + 1) * OH + H - 1) // H + 1)
     ow0 = max(0, (iw * OW) // W - 1)
     ow1 = min(OW, ((iw + 1) * OW + W - 1) // W + 1)
-    s = 0.0
+    s = zero
     for oh in range(oh0, oh1):
         h0 = (oh * H) // OH
         h1 = ((oh + 1) * H + OH - 1) // OH
@@ -200,7 +205,8 @@ def _adaptive_bwd(g, gi, H, W, OH, OW):
             w0 = (ow * W) // OW
             w1 = ((ow + 1) * W + OW - 1) // OW
             if w0 <= iw < w1:
-                s += g[base + oh * OW + ow] / ((h1 - h0) * (w1 - w0))
+                gi[t] = (h1 - h0) * (w1 - w0)  # int -> T through the store
+                s += g[base + oh * OW + ow] / gi[t]
     gi[t] = s
 
 
@@ -315,7 +321,8 @@ def avg_pool2d_backward(grad, grad_input, kernel_h, kernel_w, stride_h, stride_w
         return
     _avg_bwd[grid1d(grad_input.size)](flat(grad), flat(grad_input), H, W, OH, OW, kernel_h,
                                       kernel_w, stride_h, stride_w, pad_h, pad_w,
-                                      bool(count_include_pad), int(divisor_override))
+                                      bool(count_include_pad), int(divisor_override),
+                                      np.dtype(grad.dtype).type(0))
 
 
 def adaptive_avg_pool2d(x, out) -> None:
@@ -338,5 +345,6 @@ def adaptive_avg_pool2d_backward(grad, grad_input) -> None:
         raise ValueError(f"{op}: {describe(grad, 'grad')} has an empty plane")
     H, W = _dims(grad_input)[-2], _dims(grad_input)[-1]
     OH, OW = _dims(grad)[-2], _dims(grad)[-1]
-    _adaptive_bwd[grid1d(grad_input.size)](flat(grad), flat(grad_input), H, W, OH, OW)
+    _adaptive_bwd[grid1d(grad_input.size)](flat(grad), flat(grad_input), H, W, OH, OW,
+                                           np.dtype(grad.dtype).type(0))
 
