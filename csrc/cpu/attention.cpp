@@ -12,13 +12,17 @@
 // visited. Only out and lse are written: memory is O(T * D), never O(T^2).
 //
 // Backward (FlashAttention-2): a pre-pass packs Q^T (scaled), dO^T and D_i = rowsum(dO * O) per
-// query tile, dO^T and D_i pre-multiplied by scale; then per key tile, over the query tiles
+// query tile, dO^T and D_i pre-multiplied by scale (done per unit by the thread that then sweeps
+// it, so the packed tiles are still in its L2); then per key tile, over the query tiles
 // (of every query head of the group; tiles 128 x 128 when not causal -- half the sweeps over
 // the packed query tiles, which leave L2 at long T -- 64 x 64 when causal, less masked work):
 //   P = exp(s - lse), dV_j += P~^T dO, dP~ = dO V_j^T, dS = P * (dP - D_i),
 //   dK_j += scale dS^T Q, dQ += scale dS K_j            (P~ = P * keep / (1-p) under dropout)
 // (the scale comes in through dO^T and D_i, and the exp and the dS step run in the store of
 // their GEMMs when nothing -- mask, diagonal, dropout -- comes between).
+// Non-causal, the key tiles of a unit go in groups of 4 per sweep over the query tiles (each
+// packed query tile is read once per group, not once per key tile: at long T a head's packed
+// query tiles leave L2, the group's K, V tiles and dK, dV accumulators stay).
 // dK_j, dV_j are private to the task. dQ rows are shared by all key tiles of a head, so the
 // threads own whole (b, kv-head) units when there are enough of them (dQ is then written
 // without conflict and no extra memory); with fewer units than threads (e.g. B = H = 1) the
@@ -296,61 +300,72 @@ void bwd_prepass(const Geo& G, const Ops<T>& ops, const T* go, const T* q, const
   }
 }
 
-// One key tile of one (b, kv-head) unit; dq points at the unit's (g, L, D) dQ accumulator.
+// Key tiles [kb0, kb1) of one (b, kv-head) unit, query tiles outermost (one read of each packed
+// query tile per group); dq points at the unit's (g, L, D) dQ accumulator.
 template <class T>
-void bwd_tile(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, const T* q,
-              const T* k, const T* v, T* gk, T* gv, T* dq, int64_t b, int64_t hk, int64_t kb,
-              bool dq_init) {
-  const int64_t D = G.D, Dv = G.Dv, nqb = P.nqb, br = P.br;
-  const int64_t bc = P.bc, j0 = kb * bc, jn = std::min(bc, G.S - j0);
-  T* dk = scratch<T>(0, bc * D);
-  T* dv = scratch<T>(1, bc * Dv);
+void bwd_tiles(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, const T* q,
+               const T* k, const T* v, T* gk, T* gv, T* dq, int64_t b, int64_t hk, int64_t kb0,
+               int64_t kb1, bool dq_init) {
+  const int64_t D = G.D, Dv = G.Dv, nqb = P.nqb, br = P.br, bc = P.bc, nk = kb1 - kb0;
+  T* dk = scratch<T>(0, nk * bc * D);
+  T* dv = scratch<T>(1, nk * bc * Dv);
   T* st = scratch<T>(2, bc * br);
   T* dpt = scratch<T>(3, bc * br);
   T* z = G.p > 0 ? scratch<T>(4, bc * br) : nullptr;
   T* pd = G.p > 0 ? scratch<T>(5, bc * br) : nullptr;
   if (g_oom) return;
-  std::memset(dk, 0, sizeof(T) * size_t(jn * D));
-  std::memset(dv, 0, sizeof(T) * size_t(jn * Dv));
+  std::memset(dk, 0, sizeof(T) * size_t(nk * bc * D));
+  std::memset(dv, 0, sizeof(T) * size_t(nk * bc * Dv));
   const int64_t u = b * G.Hkv + hk;
-  const T* kh = k + (u * G.S + j0) * D;
-  const T* vh = v + (u * G.S + j0) * Dv;
   for (int64_t r = 0; r < G.g; ++r) {
     const int64_t h = hk * G.g + r, bh = b * G.Hq + h;
-    for (int64_t qb = G.causal ? j0 / br : 0; qb < nqb; ++qb) {
+    for (int64_t qb = G.causal ? kb0 * bc / br : 0; qb < nqb; ++qb) {
       const int64_t i0 = qb * br, n = std::min(br, G.L - i0), tile = bh * nqb + qb;
-      // nothing between the S GEMM and the exp (no mask, tile below the causal diagonal):
-      // the exp runs in the GEMM's store, while S is still in registers
-      if (!G.mask && !(G.causal && j0 + jn - 1 > i0)) {
-        ops.gemm_exp(jn, br, D, kh, D, 1, P.qt + tile * D * br, br, st, br, P.lse + tile * br);
-      } else {
-        ops.gemm(jn, br, D, kh, D, 1, P.qt + tile * D * br, br, st, br, false, nullptr);
-        if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn, br);
-        if (G.causal) apply_causal(st, i0, j0, jn, br);
-        ops.exp_sub(st, jn, br, P.lse + tile * br);
-      }
-      const T* pdrop = st;
-      if (z) {
-        dropout_factors(G, z, bh, i0, n, j0, jn, br);
-        for (int64_t e = 0; e < jn * br; ++e) pd[e] = st[e] * z[e];
-        pdrop = pd;
-      }
-      ops.gemm(jn, Dv, n, pdrop, br, 1, go + (bh * G.L + i0) * Dv, Dv, dv, Dv, true, nullptr);
-      if (!z) {
-        ops.gemm_ds(jn, br, Dv, vh, Dv, 1, P.dot + tile * Dv * br, br, dpt, br, st,
-                    P.di + tile * br);
-      } else {
-        ops.gemm(jn, br, Dv, vh, Dv, 1, P.dot + tile * Dv * br, br, dpt, br, false, nullptr);
-        if (z)
+      for (int64_t kb = kb0; kb < kb1; ++kb) {
+        const int64_t j0 = kb * bc, jn = std::min(bc, G.S - j0);
+        if (G.causal && qb < j0 / br) continue;  // tile entirely above the diagonal
+        const T* kh = k + (u * G.S + j0) * D;
+        const T* vh = v + (u * G.S + j0) * Dv;
+        T* dkt = dk + (kb - kb0) * bc * D;
+        T* dvt = dv + (kb - kb0) * bc * Dv;
+        // nothing between the S GEMM and the exp (no mask, tile below the causal diagonal):
+        // the exp runs in the GEMM's store, while S is still in registers
+        if (!G.mask && !(G.causal && j0 + jn - 1 > i0)) {
+          ops.gemm_exp(jn, br, D, kh, D, 1, P.qt + tile * D * br, br, st, br, P.lse + tile * br);
+        } else {
+          ops.gemm(jn, br, D, kh, D, 1, P.qt + tile * D * br, br, st, br, false, nullptr);
+          if (G.mask) apply_mask(G, st, b, h, i0, n, j0, jn, br);
+          if (G.causal) apply_causal(st, i0, j0, jn, br);
+          ops.exp_sub(st, jn, br, P.lse + tile * br);
+        }
+        const T* pdrop = st;
+        if (z) {
+          dropout_factors(G, z, bh, i0, n, j0, jn, br);
+          for (int64_t e = 0; e < jn * br; ++e) pd[e] = st[e] * z[e];
+          pdrop = pd;
+        }
+        ops.gemm(jn, Dv, n, pdrop, br, 1, go + (bh * G.L + i0) * Dv, Dv, dvt, Dv, true, nullptr);
+        if (!z) {
+          ops.gemm_ds(jn, br, Dv, vh, Dv, 1, P.dot + tile * Dv * br, br, dpt, br, st,
+                      P.di + tile * br);
+        } else {
+          ops.gemm(jn, br, Dv, vh, Dv, 1, P.dot + tile * Dv * br, br, dpt, br, false, nullptr);
           for (int64_t e = 0; e < jn * br; ++e) dpt[e] *= z[e];
-        ops.ds(st, dpt, jn, br, P.di + tile * br);
+          ops.ds(st, dpt, jn, br, P.di + tile * br);
+        }
+        ops.gemm(jn, D, n, dpt, br, 1, q + (bh * G.L + i0) * D, D, dkt, D, true, nullptr);
+        // the unit's first key tile (visited first for every query tile) overwrites dQ
+        ops.gemm(n, D, jn, dpt, 1, br, kh, D, dq + (r * G.L + i0) * D, D,
+                 !(dq_init && kb == 0), nullptr);
       }
-      ops.gemm(jn, D, n, dpt, br, 1, q + (bh * G.L + i0) * D, D, dk, D, true, nullptr);
-      ops.gemm(n, D, jn, dpt, 1, br, kh, D, dq + (r * G.L + i0) * D, D, !dq_init, nullptr);
     }
   }
-  std::memcpy(gk + (u * G.S + j0) * D, dk, sizeof(T) * size_t(jn * D));
-  std::memcpy(gv + (u * G.S + j0) * Dv, dv, sizeof(T) * size_t(jn * Dv));
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    const int64_t j0 = kb * bc, jn = std::min(bc, G.S - j0);
+    std::memcpy(gk + (u * G.S + j0) * D, dk + (kb - kb0) * bc * D, sizeof(T) * size_t(jn * D));
+    std::memcpy(gv + (u * G.S + j0) * Dv, dv + (kb - kb0) * bc * Dv,
+                sizeof(T) * size_t(jn * Dv));
+  }
 }
 
 // Caller-thread scratch for the whole call (packed tiles, private dQ buffers).
@@ -376,18 +391,28 @@ void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, con
   if (g_oom) throw std::bad_alloc();
   const Packed<T> P{ws, ws + ntile * br * G.D, ws + ntile * br * (G.D + G.Dv),
                     ws + ntile * br * (G.D + G.Dv + 1), br, nqb, bc};
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t t = 0; t < ntile; ++t) bwd_prepass(G, ops, go, q, out, lse, P, t / nqb, t % nqb);
   const int64_t unit_q = G.g * G.L * G.D;  // one unit's dQ elements
+  // key tiles per sweep (whole-unit path): 4 x 128 keys' K, V, dK, dV (256 KiB, D = 64) stay in L2
+  const int64_t kGroup = G.causal ? 1 : 4;
   if (nt == 1 || units % nt == 0 || units >= 4 * nt) {
     // threads own whole units: dQ written in place, the first key tile (which visits every
-    // query tile, causal or not) overwrites it, so gq needs no zeroing pass
+    // query tile, causal or not) overwrites it, so gq needs no zeroing pass. The unit's query
+    // tiles are packed by its own thread right before its key-tile sweeps, so they are still
+    // in that core's L2 (a separate pre-pass over all heads would leave them in L3/DRAM).
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t uu = 0; uu < units; ++uu)
-      for (int64_t kb = 0; kb < nkb; ++kb)
-        bwd_tile(G, ops, P, go, q, k, v, gk, gv, gq + uu * unit_q, uu / G.Hkv, uu % G.Hkv, kb,
-                 kb == 0);
+    for (int64_t uu = 0; uu < units; ++uu) {
+      const int64_t b = uu / G.Hkv, hk = uu % G.Hkv;
+      for (int64_t r = 0; r < G.g; ++r)
+        for (int64_t qb = 0; qb < nqb; ++qb)
+          bwd_prepass(G, ops, go, q, out, lse, P, b * G.Hq + hk * G.g + r, qb);
+      for (int64_t kb = 0; kb < nkb; kb += kGroup)
+        bwd_tiles(G, ops, P, go, q, k, v, gk, gv, gq + uu * unit_q, b, hk, kb,
+                  std::min(nkb, kb + kGroup), true);
+    }
   } else {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t t = 0; t < ntile; ++t)
+      bwd_prepass(G, ops, go, q, out, lse, P, t / nqb, t % nqb);
     T* priv = call_scratch<T>(1, int64_t(nt) * unit_q);
     if (g_oom) throw std::bad_alloc();
     for (int64_t uu = 0; uu < units; ++uu) {
@@ -397,7 +422,8 @@ void backward(const Geo& G, const T* go, const T* q, const T* k, const T* v, con
         std::memset(mine, 0, sizeof(T) * size_t(unit_q));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t kb = 0; kb < nkb; ++kb)
-          bwd_tile(G, ops, P, go, q, k, v, gk, gv, mine, uu / G.Hkv, uu % G.Hkv, kb, false);
+          bwd_tiles(G, ops, P, go, q, k, v, gk, gv, mine, uu / G.Hkv, uu % G.Hkv, kb, kb + 1,
+                    false);
         T* dst = gq + uu * unit_q;
         const int nth = omp_get_num_threads();
 #pragma omp for schedule(static)
