@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import kiln
 from kiln import cli
 
 
@@ -114,7 +115,9 @@ def test_launch_runs_ranks(tmp_path):
     script.write_text("from mpi4py import MPI\nimport pathlib, sys\nc = MPI.COMM_WORLD\n"
                       "pathlib.Path(sys.argv[1], f'rank{c.Get_rank()}').write_text("
                       "f'{c.Get_rank()} of {c.Get_size()} {sys.argv[2]}')\n")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+    # the kiln this test imported (the source tree in a dev checkout, site-packages when
+    # installed): its parent folder, so the ranks import the same, built package
+    src = os.path.dirname(os.path.dirname(os.path.abspath(kiln.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-m", "kiln.cli", "launch", "-n", "2",
                           "--oversubscribe", str(script), str(tmp_path), "x"], env=env,

@@ -27,7 +27,7 @@ HAS_DDP = importlib.util.find_spec("kiln.nn.parallel") is not None
 
 
 def _env() -> dict:
-    src = str(HERE.parent / "python")
+    src = str(Path(kiln.__file__).resolve().parent.parent)  # the kiln under test
     return dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
                 OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                 OMP_NUM_THREADS="1")

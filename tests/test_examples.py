@@ -133,7 +133,7 @@ def test_ddp_fashion_mnist(monkeypatch, capsys, fashion_dir, tmp_path):
         pytest.skip("2-rank run needs mpirun and mpi4py")
     two = tmp_path / "two"
     two.mkdir()
-    src = str(EXAMPLES.parent / "python")
+    src = str(pathlib.Path(kiln.__file__).resolve().parent.parent)  # the kiln under test
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     proc = subprocess.run(["mpirun", "-n", "2", "--oversubscribe", sys.executable,
