@@ -239,6 +239,8 @@ void pack_a_panel(const T* src, int64_t rs, int64_t cs, int rows, int64_t kc, T*
         const typename S::M m = S::mask(rows - i), ms = S::mask(MR - i);
         S::mask_store(dst + k * MR + i, ms, S::maskz_load(m, src + k * cs + i));
       }
+  } else if (cs == 1 && S::kTransposePack) {  // A row-major: in-register transposes
+    if constexpr (S::kTransposePack) S::template pack_at<MR>(src, rs, kc, dst, rows);
   } else if (cs == 1 && rows == MR) {  // A row-major: gather one column of MR rows per k
     for (int64_t k = 0; k < kc; ++k)
 #pragma GCC unroll 32
