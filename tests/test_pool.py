@@ -138,6 +138,36 @@ def test_max_pool_nan_and_inf():
         np.testing.assert_array_equal(ki.numpy(), ti.numpy())
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 28, 28), (1, 2, 9, 35), (3, 1, 2, 64), (1, 1, 5, 2),
+                                   (2, 2, 10, 66), (1, 1, 7, 33)])
+def test_max_pool2d_2x2_stride2(isa, shape):
+    # the AVX-512 float32 fast path (whole planes, 16 outputs a vector; chunk edges at
+    # OW = 1, 16, 17, 32, 33; odd H and W leave the last row / column out)
+    rng = np.random.default_rng(sum(shape))
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32) / 2  # ties
+    _check(lambda t: F.max_pool2d(t, 2, return_indices=True),
+           lambda t: TF.max_pool2d(t, 2, return_indices=True), x, indices=True)
+    _check(lambda t: F.max_pool2d(t, 2, ceil_mode=True, return_indices=True),
+           lambda t: TF.max_pool2d(t, 2, ceil_mode=True, return_indices=True), x, indices=True)
+
+
+def test_max_pool2d_2x2_every_nan_tie_pattern(isa):
+    # every assignment of {NaN, -inf, 0, 1} to the four taps of a window: the first
+    # maximum wins, a NaN always wins (so the last NaN does), as torch's sequential scan
+    import itertools
+
+    vals = [np.nan, -np.inf, 0.0, 1.0]
+    combos = list(itertools.product(vals, repeat=4))
+    x = np.empty((1, 1, 2, 2 * len(combos)), np.float32)
+    for w, (a, b, c, d) in enumerate(combos):
+        x[0, 0, 0, 2 * w: 2 * w + 2] = a, b
+        x[0, 0, 1, 2 * w: 2 * w + 2] = c, d
+    ko, ki = F.max_pool2d(kiln.tensor(x), 2, return_indices=True)
+    to, ti = TF.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(ko.numpy(), to.numpy())  # NaN == NaN here
+    np.testing.assert_array_equal(ki.numpy(), ti.numpy())
+
+
 def test_gradcheck_float64():
     x = kiln.randn(1, 2, 5, 6, dtype=kiln.float64, requires_grad=True)
     assert kiln.autograd.gradcheck(lambda a: F.max_pool2d(a, 2, 1, 1, ceil_mode=True), [x])
