@@ -16,7 +16,7 @@ from kiln import _cpu
 from kiln.autograd import Function, fresh, is_grad_enabled
 from kiln.grad_mode import _mode
 from kiln.ops import elementwise as ew
-from kiln.ops._util import contig, kernels, sum_to, wrap
+from kiln.ops._util import kernels, sum_to, wrap
 from kiln.tensor import Tensor, _wrap
 
 _ndarray = np.ndarray
@@ -257,12 +257,10 @@ class Linear(Function):
         from kiln.ops.movement import reshape
 
         x, w, b, _ = ctx.inputs
-        if ctx.act == "relu" and not _mode.grad:  # one fused pass: g * (out > 0)
-            gd = contig(g.data).reshape(ctx.out.shape)
-            gi = np.empty_like(gd)
-            kernels(gd).relu_backward(gd, ctx.out, gi)
-            g = wrap(gi.reshape(g.data.shape))
-        elif ctx.act == "relu":  # double backward: keep the graph
+        if not _mode.grad:  # plain backward: on arrays
+            return _linear_backward_raw(ctx, g.data, x, w, b)
+        # create_graph: the same formula as recorded kiln ops (double backward)
+        if ctx.act == "relu":
             g = ew.mul(g, wrap((ctx.out > 0).astype(g.data.dtype).reshape(g.data.shape)))
         g2 = reshape(g, (_rows(g.data.shape), g.data.shape[-1]))
         gx = reshape(matmul(g2, w), x.data.shape) if x.requires_grad else None
@@ -275,9 +273,49 @@ class Linear(Function):
             from kiln.ops.reduce import sum as _sum
 
             gb = _sum(g2, 0)
-        if not _mode.grad:  # new buffers held by no one: the engine may adopt them as .grad
-            fresh(gx), fresh(gw), fresh(gb)
         return gx, gw, gb, None
+
+
+_ones_cache: dict = {}
+
+
+def _column_sums(g2: np.ndarray) -> np.ndarray:
+    """Sums over the rows of a C-contiguous (rows, n) array, as a 1 x rows GEMV through the
+    GEMM kernel: ~3x faster than np.add.reduce(g2, 0) at a Linear layer's (128, 256)."""
+    key = (g2.shape[0], g2.dtype)
+    ones = _ones_cache.get(key)
+    if ones is None:
+        if len(_ones_cache) > 64:
+            _ones_cache.clear()
+        ones = _ones_cache[key] = np.ones((1, g2.shape[0]), g2.dtype)
+    out = np.empty((1, g2.shape[1]), g2.dtype)
+    kernels(g2).matmul(ones, g2, out, False, False)
+    return out.reshape(g2.shape[1])
+
+
+def _linear_backward_raw(ctx, gd, x, w, b):
+    """Linear's plain backward (no create_graph) on arrays: the same three GEMMs and the
+    fused relu mask as the Tensor-level formula, without a Tensor, reshape or transpose
+    node per step (~30 us a layer, a tenth of an MLP's non-GEMM time)."""
+    n_out = gd.shape[-1]
+    g2 = gd.reshape(_rows(gd.shape), n_out) if gd.ndim != 2 else gd
+    if not g2.flags.c_contiguous:
+        g2 = np.ascontiguousarray(g2)
+    k = kernels(g2)
+    if ctx.act == "relu":  # one fused pass: g * (out > 0)
+        gi = np.empty_like(g2)
+        k.relu_backward(g2, ctx.out, gi)
+        g2 = gi
+    gx = gw = gb = None
+    if x.requires_grad:
+        gx = fresh(_wrap(matmul_arrays(g2, w.data).reshape(x.data.shape)))
+    if w.requires_grad:
+        xd = x.data
+        x2 = xd.reshape(_rows(xd.shape), xd.shape[-1]) if xd.ndim != 2 else xd
+        gw = fresh(_wrap(matmul_arrays(g2.T, x2)))  # trans_a: g2 read in place
+    if b is not None and b.requires_grad:
+        gb = fresh(_wrap(_column_sums(g2) if g2.shape[0] else np.zeros(n_out, g2.dtype)))
+    return gx, gw, gb, None
 
 
 def linear(input, weight, bias=None, activation=None):  # noqa: A002
