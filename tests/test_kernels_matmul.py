@@ -6,6 +6,7 @@ scaled by sqrt(K) and by |op(a)| @ |op(b)| + |bias| (the magnitude the
 rounding errors are proportional to), float64 ones with a tight one.
 """
 
+import itertools
 import math
 import os
 import subprocess
@@ -335,6 +336,25 @@ def test_large_m_spans_several_row_blocks(isa):
     rng = np.random.default_rng(19)
     a, b = randn(rng, (5000, 20), np.float32), randn(rng, (20, 9), np.float32)
     assert_close(run(a, b, (5000, 9), np.float32), a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(300, 70, 1100), (45, 200, 700), (130, 33, 2000)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_a_packed_just_in_time_with_prefetch(isa, dtype, shape, threads):
+    # one column block (N <= nb) and a packed A: each A panel is packed right before its
+    # tiles, the next one's source prefetched meanwhile (gemm_driver.h); many panels, a
+    # ragged last one, several kc blocks, every transpose, the bias/relu epilogue
+    m, n, k = shape
+    rng = np.random.default_rng(m + n + k)
+    bias = randn(rng, (n,), dtype)
+    for nt, trans_a, trans_b in itertools.product((1, 2), (False, True), (False, True)):
+        _cpu.set_num_threads(nt)
+        a = randn(rng, (k, m) if trans_a else (m, k), dtype)
+        b = randn(rng, (n, k) if trans_b else (k, n), dtype)
+        out = run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b, bias=bias,
+                  activation="relu")
+        assert_close(out, a, b, trans_a, trans_b, bias, "relu")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
