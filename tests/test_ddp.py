@@ -18,7 +18,7 @@ from kiln.nn.parallel import DistributedDataParallel as DDP
 from kiln.nn.parallel.distributed import _bucket_assignment
 
 sys.path.insert(0, str(WORKERS))
-from mpi_common import STEPS, WithAux, data, mlp, params, sgd, step  # noqa: E402
+from mpi_common import STEPS, Reordered, WithAux, data, mlp, params, sgd, step  # noqa: E402
 
 W = 2
 
@@ -52,6 +52,19 @@ def test_ddp_matches_one_process_on_the_full_batch(ranks, name):
     # several buckets, reverse order: [4.bias, 4.weight, 2.bias] [2.weight] [0.bias, 0.weight]
     for d in ranks:
         np.testing.assert_array_equal(d[f"{name}/buckets"], [3, 1, 2])
+        # rebuilt after step 1 in the order backward made the gradients ready: each
+        # Linear's weight, then its bias, last layer first
+        np.testing.assert_array_equal(d[f"{name}/order"], [4, 5, 2, 3, 0, 1])
+
+
+def test_buckets_rebuilt_in_gradient_arrival_order(ranks):
+    """Layers registered in the reverse of their use: the first buckets (reverse
+    registration order) hold the gradients backward produces last; rebuilt after the first
+    step they follow backward, and training still equals one process on the full batch."""
+    assert_params(ranks, "reorder", trained(Reordered(100), STEPS))
+    for d in ranks:
+        np.testing.assert_array_equal(d["reorder/order0"], [5, 4, 3, 2, 1, 0])
+        np.testing.assert_array_equal(d["reorder/order"], [0, 1, 2, 3, 4, 5])
 
 
 def test_ddp_state_dict_keys(ranks):
@@ -137,6 +150,11 @@ def test_ddp_with_sync_batchnorm_matches_batchnorm_on_the_full_batch(ranks):
 
 
 # ---- in one process, no MPI job -----------------------------------------------------------
+def test_bucket_assignment_in_a_given_order():
+    ps = [kiln.zeros(n) for n in (100, 300, 50, 10)]
+    assert [idx for _, idx in _bucket_assignment(ps, 1000, [0, 1, 2, 3])] == [[0, 1], [2, 3]]
+
+
 def test_bucket_assignment_reverse_order_per_dtype_with_a_small_first_bucket():
     ps = [kiln.zeros(n, dtype=dt) for n, dt in [(100, kiln.float32), (300, kiln.float64),
                                                   (50, kiln.float32), (10, kiln.float64),

@@ -10,7 +10,7 @@ usage: mpirun -n 2 python ddp_worker.py OUT
 import sys
 
 import numpy as np
-from mpi_common import IN, STEPS, WithAux, data, mlp, params, sgd, step
+from mpi_common import IN, STEPS, Reordered, WithAux, data, mlp, params, sgd, step
 
 import kiln
 import kiln.distributed as dist
@@ -39,7 +39,18 @@ for name, kw in (("ddp", {}), ("view", {"gradient_as_bucket_view": True})):
     for s in range(STEPS):
         step(ddp, opt, X[s][sl], Y[s][sl])
     save(name, params(ddp.module))
+    # after the first backward the buckets follow the order gradients arrived in
+    res[f"{name}/order"] = np.concatenate([b.params for b in ddp.reducer.buckets])
 res["state_dict_keys"] = np.array(list(ddp.state_dict()))
+
+# 1b. layers registered in the reverse of their use: buckets rebuilt in arrival order
+ddp = DDP(Reordered(100 + r), bucket_cap_mb=0.0005)
+res["reorder/order0"] = np.concatenate([b.params for b in ddp.reducer.buckets])
+opt = sgd(ddp)
+for s in range(STEPS):
+    step(ddp, opt, X[s][sl], Y[s][sl])
+save("reorder", params(ddp.module))
+res["reorder/order"] = np.concatenate([b.params for b in ddp.reducer.buckets])
 
 # 2. no_sync: two micro-batches per step, communication only on the second backward
 ddp = DDP(mlp(100 + r), bucket_cap_mb=0.0005)

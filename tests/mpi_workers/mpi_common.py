@@ -45,6 +45,21 @@ class WithAux(nn.Module):
         return y + self.aux(x) if use_aux else y
 
 
+class Reordered(nn.Module):
+    """An MLP whose layers are registered in the reverse of the order forward uses them:
+    backward produces the gradients in registration order, not in its reverse."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        kiln.manual_seed(seed)
+        self.out = nn.Linear(HID, OUT).double()
+        self.mid = nn.Linear(HID, HID).double()
+        self.inp = nn.Linear(IN, HID).double()
+
+    def forward(self, x):
+        return self.out(nn.functional.relu(self.mid(kiln.tanh(self.inp(x)))))
+
+
 def sgd(model: nn.Module) -> kiln.optim.Optimizer:
     return kiln.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 

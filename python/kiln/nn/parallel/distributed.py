@@ -14,6 +14,8 @@ How, following ``torch.nn.parallel.DistributedDataParallel``:
 * the parameters that require grad are packed, in reverse registration order (roughly
   the order backward produces their gradients), into flat per-dtype buckets of at most
   ``bucket_cap_mb`` MiB (the first bucket at most 1 MiB, so communication starts early);
+  after the first synchronised backward they are rebuilt once in the order its gradients
+  actually became ready (rank 0's order, broadcast), as torch does;
 * each parameter gets a post-accumulate-grad hook: once its ``.grad`` is final for this
   backward, the hook copies it into its bucket slot; a full bucket starts a non-blocking
   ``MPI_Iallreduce`` (sum, then divided by the world size), so communication overlaps the
@@ -71,12 +73,13 @@ class _Bucket:
         self.work = None
 
 
-def _bucket_assignment(params: list[Tensor], cap_bytes: int) -> list[tuple]:
-    """Indices of ``params`` grouped into buckets: reverse order, per dtype, PyTorch's
-    rule (a bucket closes once it reaches its limit; the first one's limit is 1 MiB)."""
+def _bucket_assignment(params: list[Tensor], cap_bytes: int, order=None) -> list[tuple]:
+    """Indices of ``params`` grouped into buckets: in ``order`` (default: reverse
+    registration order), per dtype, PyTorch's rule (a bucket closes once it reaches its
+    limit; the first one's limit is 1 MiB)."""
     open_ = {}  # dtype -> (indices, bytes)
     done = []
-    for i in reversed(range(len(params))):
+    for i in (reversed(range(len(params))) if order is None else order):
         arr = params[i].data
         idx, size = open_.get(arr.dtype, ([], 0))
         idx.append(i)
@@ -152,19 +155,38 @@ class _Reducer:
         self.comm, self.MPI = comm, MPI
         self.params, self.names = params, names
         self.find_unused, self.as_view = find_unused, as_view
-        self.buckets = [_Bucket(k, dt, idx, [params[i].data.size for i in idx])
-                        for k, (dt, idx) in enumerate(_bucket_assignment(params, cap_bytes))]
+        self._assign(_bucket_assignment(params, cap_bytes))  # buckets, where, views
+        self.handles = [p.register_post_accumulate_grad_hook(self._hook_for(i))
+                        for i, p in enumerate(params)]
+        self.armed = False  # a synchronised forward ran; its backward must reduce
+        # the order gradients became ready in the first synchronised backward; the buckets
+        # are rebuilt in rank 0's order once, at the next forward (as torch does)
+        self.cap_bytes, self.rebuilt, self.arrival, self.first_order = cap_bytes, False, [], None
+        self._reset()
+
+    def _assign(self, assignment) -> None:
+        self.buckets = [_Bucket(k, dt, idx, [self.params[i].data.size for i in idx])
+                        for k, (dt, idx) in enumerate(assignment)]
         self.where = {}  # param index -> (bucket, offset, size)
         for b in self.buckets:
             for j, i in enumerate(b.params):
                 self.where[i] = (b, b.offsets[j], b.offsets[j + 1] - b.offsets[j])
-        self.views = [None] * len(params)  # gradient_as_bucket_view: p.grad Tensors
-        self.handles = [p.register_post_accumulate_grad_hook(self._hook_for(i))
-                        for i, p in enumerate(params)]
-        self.armed = False  # a synchronised forward ran; its backward must reduce
-        self._reset()
+        self.views = [None] * len(self.params)
+
+    def _rebuild(self) -> None:
+        """Rebuild the buckets in the order the first backward produced the gradients
+        (rank 0's, broadcast: every rank must bucket alike), so that a bucket fills, and
+        its all-reduce starts, as early as backward allows even when the registration
+        order is not the backward order (shared layers, branches, reordered modules)."""
+        order = np.asarray(self.first_order, np.int64)
+        self.comm.Bcast(order, root=0)
+        self.rebuilt, self.first_order = True, None
+        new = _bucket_assignment(self.params, self.cap_bytes, order.tolist())
+        if [idx for _, idx in new] != [b.params for b in self.buckets]:
+            self._assign(new)
 
     def _reset(self) -> None:
+        self.arrival = []
         self.started = False  # a hook fired in this backward
         self.ready = [False] * len(self.params)
         self.next_bucket = 0
@@ -183,6 +205,8 @@ class _Reducer:
     def prepare_for_backward(self, outputs) -> None:
         if self.started:
             self._unfinished_error()
+        if self.first_order is not None:
+            self._rebuild()
         self.armed = True
         if self.find_unused:
             reached = _reachable_leaves(outputs)
@@ -211,6 +235,8 @@ class _Reducer:
                 "use no_sync() for all but the last backward, or reshape the model"
             )
         self.ready[i] = True
+        if not self.rebuilt:
+            self.arrival.append(i)
         b, off, n = self.where[i]
         slot = b.flat[off:off + n]
         p = self.params[i]
@@ -258,6 +284,8 @@ class _Reducer:
                 p.grad.data[...] = avg
                 p.grad._version += 1
         self.armed = False
+        if not self.rebuilt and self.first_order is None:
+            self.first_order = self.arrival
         self._reset()
 
     def _unfinished_error(self) -> None:
