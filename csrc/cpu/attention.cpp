@@ -300,6 +300,35 @@ void bwd_prepass(const Geo& G, const Ops<T>& ops, const T* go, const T* q, const
   }
 }
 
+// Queue the operands of the sweep's next query tile (packed Q^T, dO^T, D_i, lse; the Q, dO
+// and dQ rows: 160 KiB at br = 128, D = 64) for prefetch into L2 while this one's key tiles
+// run, and after the sweep's last query tile the next group's K and V tiles: at long T a
+// unit's query-side operands leave L2 between sweeps.
+template <class T>
+void prefetch_next(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, const T* q,
+                   const T* k, const T* v, const T* dq, int64_t b, int64_t hk, int64_t r,
+                   int64_t qb, int64_t kb0, int64_t kb1) {
+  const int64_t D = G.D, Dv = G.Dv, br = P.br, e = sizeof(T);
+  if (qb + 1 < P.nqb || r + 1 < G.g) {
+    const int64_t nr = qb + 1 < P.nqb ? r : r + 1, nq = qb + 1 < P.nqb ? qb + 1 : 0;
+    if (G.causal && nq == 0) return;  // the next head's sweep starts at the diagonal
+    const int64_t bh = b * G.Hq + hk * G.g + nr, tile = bh * P.nqb + nq, i0 = nq * br;
+    const int64_t n = std::min(br, G.L - i0);
+    ops.prefetch(P.qt + tile * D * br, e * D * br);
+    ops.prefetch(P.dot + tile * Dv * br, e * Dv * br);
+    ops.prefetch(P.di + tile * br, e * br);
+    ops.prefetch(P.lse + tile * br, e * br);
+    ops.prefetch(go + (bh * G.L + i0) * Dv, e * n * Dv);
+    ops.prefetch(q + (bh * G.L + i0) * D, e * n * D);
+    ops.prefetch(dq + (nr * G.L + i0) * D, e * n * D);
+  } else if (kb1 * P.bc < G.S) {
+    const int64_t u = b * G.Hkv + hk, j0 = kb1 * P.bc;
+    const int64_t jn = std::min(G.S - j0, (kb1 - kb0) * P.bc);
+    ops.prefetch(k + (u * G.S + j0) * D, e * jn * D);
+    ops.prefetch(v + (u * G.S + j0) * Dv, e * jn * Dv);
+  }
+}
+
 // Key tiles [kb0, kb1) of one (b, kv-head) unit, query tiles outermost (one read of each packed
 // query tile per group); dq points at the unit's (g, L, D) dQ accumulator.
 template <class T>
@@ -317,6 +346,7 @@ void bwd_tiles(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go,
     const int64_t h = hk * G.g + r, bh = b * G.Hq + h;
     for (int64_t qb = G.causal ? kb0 * bc / br : 0; qb < nqb; ++qb) {
       const int64_t i0 = qb * br, n = std::min(br, G.L - i0), tile = bh * nqb + qb;
+      if (ops.prefetch) prefetch_next(G, ops, P, go, q, k, v, dq, b, hk, r, qb, kb0, kb1);
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * bc, jn = std::min(bc, G.S - j0);
         if (G.causal && qb < j0 / br) continue;  // tile entirely above the diagonal

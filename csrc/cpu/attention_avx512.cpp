@@ -42,12 +42,38 @@ inline __m512 exp2(__m512 x) {
 
 using Kernel = void (*)(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                         int64_t ldb, float* C, int64_t ldc, __mmask16 tail, bool acc,
-                        const float* cs, int epi, const float* ev, const float* ep);
+                        const float* cs, int epi, const float* ev, const float* ep,
+                        const char* pf, int64_t npf);
+
+// Software prefetch into L2 of operands the caller needs next (attention.cpp queues the next
+// query tile's operands), issued from the micro-kernels' k loops at one line per kPfEvery k
+// steps: spread out, because a burst fills the line-fill buffers and stalls the loads behind
+// it (the same finding as gemm_driver.h's NextPrefetch).
+constexpr int kPfEvery = 4;
+struct PfQueue {
+  const char* p[16];
+  int64_t lines[16];
+  int head = 0, n = 0;
+  void add(const void* ptr, int64_t bytes) {
+    if (n == 16 || bytes <= 0) return;
+    const int i = (head + n++) % 16;
+    p[i] = static_cast<const char*>(ptr), lines[i] = (bytes + 63) / 64;
+  }
+  // up to `want` lines of the current range (fewer at its end)
+  int64_t take(int64_t want, const char** at) {
+    const int64_t got = std::min(want, lines[head]);
+    *at = p[head];
+    p[head] += 64 * got, lines[head] -= got;
+    if (!lines[head]) head = (head + 1) % 16, --n;
+    return got;
+  }
+};
+thread_local PfQueue t_pf;
 
 template <int MR, int NV>
 void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
            float* C, int64_t ldc, __mmask16 tail, bool acc, const float* cs, int epi,
-           const float* ev, const float* ep) {
+           const float* ev, const float* ep, const char* pf, int64_t npf) {
   // Fully unrolled so that the MR * NV accumulators live in registers.
   __m512 c[MR][NV];
   if (acc) {
@@ -75,6 +101,8 @@ void micro(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, 
     for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
     bv[NV - 1] = _mm512_maskz_loadu_ps(tail, b + 16 * (NV - 1));
     const float* a = A + k * sak;
+    if (k < npf * kPfEvery && k % kPfEvery == 0)
+      __builtin_prefetch(pf + 64 * (k / kPfEvery), 0, 2);  // prefetcht1: into L2
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[r * sam]);
@@ -142,10 +170,12 @@ void gemm_epi(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int6
       // nearly as much as a 6-row one: the same B stream for a third of the FMAs)
       const int64_t rest = M - m0;
       mr = mr_max == 6 && (rest == 7 || rest == 8) ? 4 : std::min<int64_t>(mr_max, rest);
+      const char* pf = nullptr;
+      const int64_t npf = t_pf.n ? t_pf.take((K + kPfEvery - 1) / kPfEvery, &pf) : 0;
       table.k[nv - 1][mr - 1](K, A + m0 * sam, sam, sak, B + n0, ldb, C + m0 * ldc + n0, ldc,
                               nn == 16 * nv ? __mmask16(0xFFFF) : tail, acc,
                               cs ? cs + m0 : nullptr, epi, ev ? ev + n0 : nullptr,
-                              ep ? ep + m0 * ldc + n0 : nullptr);
+                              ep ? ep + m0 * ldc + n0 : nullptr, pf, npf);
     }
   }
 }
@@ -283,7 +313,8 @@ void rowdot(const float* a, const float* b, int64_t ld, int64_t n, int64_t D, fl
 
 const Ops<float>& ops_avx512_f32() {
   static const Ops<float> ops{&gemm,   &softmax_step, &exp_sub, &ds,
-                              &pack_t, &rowdot,       &gemm_exp, &gemm_ds};
+                              &pack_t, &rowdot,       &gemm_exp, &gemm_ds,
+                              [](const void* p, int64_t bytes) { t_pf.add(p, bytes); }};
   return ops;
 }
 
