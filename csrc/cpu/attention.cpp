@@ -303,7 +303,8 @@ void bwd_prepass(const Geo& G, const Ops<T>& ops, const T* go, const T* q, const
 // Queue the operands of the sweep's next query tile (packed Q^T, dO^T, D_i, lse; the Q, dO
 // and dQ rows: 160 KiB at br = 128, D = 64) for prefetch into L2 while this one's key tiles
 // run, and after the sweep's last query tile the next group's K and V tiles: at long T a
-// unit's query-side operands leave L2 between sweeps.
+// unit's query-side operands leave L2 between sweeps. Not causal: there the measured effect
+// was nil to slightly negative (64-row tiles, sweeps that shorten along the diagonal).
 template <class T>
 void prefetch_next(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go, const T* q,
                    const T* k, const T* v, const T* dq, int64_t b, int64_t hk, int64_t r,
@@ -311,7 +312,6 @@ void prefetch_next(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T*
   const int64_t D = G.D, Dv = G.Dv, br = P.br, e = sizeof(T);
   if (qb + 1 < P.nqb || r + 1 < G.g) {
     const int64_t nr = qb + 1 < P.nqb ? r : r + 1, nq = qb + 1 < P.nqb ? qb + 1 : 0;
-    if (G.causal && nq == 0) return;  // the next head's sweep starts at the diagonal
     const int64_t bh = b * G.Hq + hk * G.g + nr, tile = bh * P.nqb + nq, i0 = nq * br;
     const int64_t n = std::min(br, G.L - i0);
     ops.prefetch(P.qt + tile * D * br, e * D * br);
@@ -346,7 +346,7 @@ void bwd_tiles(const Geo& G, const Ops<T>& ops, const Packed<T>& P, const T* go,
     const int64_t h = hk * G.g + r, bh = b * G.Hq + h;
     for (int64_t qb = G.causal ? kb0 * bc / br : 0; qb < nqb; ++qb) {
       const int64_t i0 = qb * br, n = std::min(br, G.L - i0), tile = bh * nqb + qb;
-      if (ops.prefetch) prefetch_next(G, ops, P, go, q, k, v, dq, b, hk, r, qb, kb0, kb1);
+      if (ops.prefetch && !G.causal) prefetch_next(G, ops, P, go, q, k, v, dq, b, hk, r, qb, kb0, kb1);
       for (int64_t kb = kb0; kb < kb1; ++kb) {
         const int64_t j0 = kb * bc, jn = std::min(bc, G.S - j0);
         if (G.causal && qb < j0 / br) continue;  // tile entirely above the diagonal
