@@ -42,6 +42,9 @@ struct Ops {
                    const T* B, int64_t ldb, T* C, int64_t ldc, const T* lse);
   void (*gemm_ds)(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t sak,
                   const T* B, int64_t ldb, T* C, int64_t ldc, const T* p, const T* di);
+  // Queue [p, p + bytes) for software prefetch into L2: the calling thread's next GEMMs
+  // issue it a line at a time from their k loops (or null: no prefetching).
+  void (*prefetch)(const void* p, int64_t bytes);
 };
 
 const Ops<float>& ops_avx512_f32();  // attention_avx512.cpp

@@ -97,7 +97,7 @@ void gemm_ds(int64_t M, int64_t N, int64_t K, const T* A, int64_t sam, int64_t s
 template <class T>
 const Ops<T>& ops_portable() {
   static const Ops<T> ops{&gemm<T>,   &softmax_step<T>, &exp_sub<T>, &ds<T>,
-                          &pack_t<T>, &rowdot<T>,       &gemm_exp<T>, &gemm_ds<T>};
+                          &pack_t<T>, &rowdot<T>,       &gemm_exp<T>, &gemm_ds<T>, nullptr};
   return ops;
 }
 template const Ops<float>& ops_portable<float>();
