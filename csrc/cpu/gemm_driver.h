@@ -98,6 +98,31 @@ struct MicroKernel {
     }
 
     const bool full = nr == NR;
+    // A full tile with no bias or activation to apply (either no epilogue, or not the
+    // last kc block) is written back by a loop of its own: the general one below tests
+    // the flags per vector, ~100 cycles a tile, ~8% of a 64^3 product (a tile is ~900
+    // FMA cycles at K = 64; batched 64 x 64^3 went from 134 to 146 GFLOP/s).
+    if (full && (!e.last || (!e.bias && e.act == Act::none))) {
+      if (e.first) {
+#pragma GCC unroll 32
+        for (int i = 0; i < ROWS; ++i) {
+          if (i >= mr) break;
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) S::store(c + i * ldc + v * L, acc[i][v]);
+        }
+      } else {
+#pragma GCC unroll 32
+        for (int i = 0; i < ROWS; ++i) {
+          if (i >= mr) break;
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) {
+            T* cv = c + i * ldc + v * L;
+            S::store(cv, S::add(acc[i][v], S::load(cv)));
+          }
+        }
+      }
+      return;
+    }
     M mk[NV];
     V bias[NV];
 #pragma GCC unroll 8
