@@ -339,12 +339,16 @@ def test_large_m_spans_several_row_blocks(isa):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(300, 70, 1100), (45, 200, 700), (130, 33, 2000)],
+@pytest.mark.parametrize("shape", [(300, 70, 1024), (45, 200, 2048), (1100, 33, 700),
+                                   (300, 70, 1100), (45, 200, 700), (130, 33, 2000)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_a_packed_just_in_time_with_prefetch(isa, dtype, shape, threads):
-    # one column block (N <= nb) and a packed A: each A panel is packed right before its
-    # tiles, the next one's source prefetched meanwhile (gemm_driver.h); many panels, a
-    # ragged last one, several kc blocks, every transpose, the bias/relu epilogue
+    # One column block (N <= nb), long rows of A (K above 1 KiB of row), several kc blocks.
+    # With rows a multiple of 4 KiB (K = 1024, 2048) or more than 512 rows per thread
+    # (M = 1100 at 1 thread), row-major A is packed just in time: each panel right
+    # before its tiles, the next one's source prefetched meanwhile (gemm_driver.h); the
+    # last three shapes read it in place instead (a short tile). Many panels, a ragged
+    # last one, every transpose, the bias/relu epilogue.
     m, n, k = shape
     rng = np.random.default_rng(m + n + k)
     bias = randn(rng, (n,), dtype)
