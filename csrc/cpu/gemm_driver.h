@@ -213,6 +213,15 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // would otherwise run a whole extra pass for one step of depth).
   const int64_t nk = cdiv(K, bl.kc);
   const int64_t kc = cdiv(K, nk);
+  // A trans_a operand is already k-major (A(i, k) = a[k*M + i]): the kernel
+  // reads its full MR-row panels in place with k stride M, as it reads a
+  // packed panel. Packing it cost ~7% at 128x128x256 (dW of a Linear layer).
+  // Only for short K (a Linear layer's batch): at 512x1000x1000 the strided
+  // panel reads lose to packing (0.82x vs 0.96x of MKL). Not when a row of a is
+  // a multiple of 4 KiB (every k on the same L1 sets).
+  const bool at_in_place =
+      p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
+
   // A small, non-transposed B is read in place: its rows are then short and
   // few enough to stay in L1/L2 unpacked, and packing would cost about as
   // much as the product itself. Only a ragged last column panel is packed.
@@ -229,8 +238,12 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // Wide tiles only (NR >= 32 floats: AVX-512): the AVX2 6 x 16 tile does 12
   // FMAs per 64-byte B row, too few to hide the strided L2 reads (measured
   // 0.52x -> 0.43x of MKL at 256x128x784 with trans_a).
-  const bool b_short = NR * int64_t(sizeof(T)) >= 128 && m1 - m0 <= 512 && (N * int64_t(sizeof(T))) % 4096 != 0 &&
-                       kc * (n1 - n0) <= bl.kc * bl.nb;
+  // And not next to a trans_a A read in place: two strided streams per k step (A's
+  // k-major rows and B's) lose to a packed, sequential B: 256x128x784 +8%,
+  // 256x128x512 +6%, 128x128x1000 +7% with B packed (128x128x256 even).
+  const bool b_short = NR * int64_t(sizeof(T)) >= 128 && m1 - m0 <= 512 &&
+                       (N * int64_t(sizeof(T))) % 4096 != 0 && kc * (n1 - n0) <= bl.kc * bl.nb &&
+                       !at_in_place;
   const bool b_in_place = !p.trans_b && (K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024 ||
                                          m1 - m0 <= MR || b_short);
   // Likewise short rows of a row-major A are read in place: packing costs
@@ -247,14 +260,6 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   const int64_t a_row_bytes = K * int64_t(sizeof(T));
   const bool a_short = n1 - n0 <= bl.nb && m1 - m0 <= 512 && a_row_bytes % 4096 != 0;
   const bool a_in_place = !p.trans_a && (a_row_bytes <= 1024 || n1 - n0 <= NR || a_short);
-  // A trans_a operand is already k-major (A(i, k) = a[k*M + i]): the kernel
-  // reads its full MR-row panels in place with k stride M, as it reads a
-  // packed panel. Packing it cost ~7% at 128x128x256 (dW of a Linear layer).
-  // Only for short K (a Linear layer's batch): at 512x1000x1000 the strided
-  // panel reads lose to packing (0.82x vs 0.96x of MKL). Not when a row of a is
-  // a multiple of 4 KiB (every k on the same L1 sets).
-  const bool at_in_place =
-      p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
 
   // Just-in-time A packing: with one column block (N <= nb: every Linear layer and
   // most small products) each A panel is used only by the tiles right after it, so it
