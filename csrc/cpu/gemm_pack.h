@@ -111,7 +111,8 @@ struct NextPrefetch {
 // PyTorch (MKL), alternating in one process, 1 thread, before -> packed just in
 // time -> and prefetched: 512x1024x64 0.78x -> 0.83x -> 0.93x; 2048x1024x64 0.72x
 // -> 0.84x -> 0.91x; 256x1024x784 (trans_a, a weight gradient) 0.87x -> 1.00x;
-// 128x784x256 (trans_b, a Linear forward) 0.97x -> 1.00x -> 1.03x.
+// 128x784x256 (trans_b, a Linear forward) 0.97x -> 1.00x -> 1.03x. (Short tiles like
+// that last one now read A in place instead: see a_short in gemm_tile.)
 struct PanelPrefetch {
   const char* base = nullptr;
   int64_t run = 0, stride = 0, rows = 0, r = 0, l = 0;
