@@ -17,7 +17,10 @@ import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 
+from kiln.nn.activation import ReLU
+from kiln.nn.linear import Linear
 from kiln.nn.module import Module, _addindent
+from kiln.ops.matmul import linear as _linear
 
 
 def _index(idx, n: int, what: str) -> int:
@@ -99,7 +102,8 @@ class Sequential(Module):
             if i + 1 < n and _fusable(m, mods[i + 1]):
                 # Linear then ReLU: one GEMM with bias and ReLU in its write-back, and one
                 # fused backward; same values and gradients as the two modules in turn
-                input = _linear(input, m.weight, m.bias, activation="relu")
+                p = m._parameters  # _fusable checked both are there (no __getattr__)
+                input = _linear(input, p["weight"], p["bias"], activation="relu")
                 i += 2
                 continue
             input = m(input)
@@ -107,17 +111,9 @@ class Sequential(Module):
         return input
 
 
-def _linear(*args, **kwargs):
-    from kiln.ops.matmul import linear
-
-    return linear(*args, **kwargs)
-
-
 def _fusable(m: Module, nxt: Module) -> bool:
-    from kiln.nn.activation import ReLU
-    from kiln.nn.linear import Linear
-
-    return (type(m) is Linear and type(nxt) is ReLU and not m._forward_hooks
+    return (type(m) is Linear and type(nxt) is ReLU and "weight" in m._parameters
+            and "bias" in m._parameters and not m._forward_hooks
             and not m._forward_pre_hooks and not nxt._forward_hooks
             and not nxt._forward_pre_hooks)
 

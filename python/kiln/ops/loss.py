@@ -16,6 +16,7 @@ import numpy as np
 from kiln.autograd import Function
 from kiln.ops import elementwise as ew
 from kiln.ops._util import check_float, contig, kernels, wrap
+from kiln.ops.movement import contiguous, permute, reshape, unsqueeze
 from kiln.tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -46,8 +47,6 @@ class CrossEntropy(Function):
 
 def _class_last(x: Tensor) -> Tensor:
     """(N, C, d1, ...) -> (N*d1*..., C), contiguous."""
-    from kiln.ops.movement import contiguous, permute, reshape
-
     if x.data.ndim <= 2:
         return contiguous(x)
     perm = (0,) + tuple(range(2, x.data.ndim)) + (1,)
@@ -78,8 +77,6 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise ValueError(f"{op}: input must have a class dimension, got a 0-d tensor")
     unbatched = x.data.ndim == 1
     if unbatched:
-        from kiln.ops.movement import unsqueeze
-
         x = unsqueeze(x, 0)
         t = unsqueeze(t, 0)
     C = x.data.shape[1]
@@ -119,8 +116,6 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     loss = CrossEntropy.apply(xf, tf, weight, int(ignore_index), float(label_smoothing),
                               reduction)
     if reduction == "none":
-        from kiln.ops.movement import reshape
-
         out_shape = () if unbatched else (x.data.shape[0],) + x.data.shape[2:]
         loss = reshape(loss, out_shape)
     return loss
