@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from kiln.creation import empty
 from kiln.nn import init
 from kiln.nn.linear import Linear
 from kiln.nn.module import Module
 from kiln.nn.parameter import Parameter
+from kiln.ops import elementwise as ew
+from kiln.ops._util import wrap
 from kiln.ops.attention import attention_weights, scaled_dot_product_attention
 from kiln.ops.matmul import linear, matmul
+from kiln.ops.movement import reshape, transpose
 from kiln.tensor import Tensor
 
 
@@ -56,8 +60,6 @@ class MultiheadAttention(Module):
                  kdim: int | None = None, vdim: int | None = None, batch_first: bool = False,
                  device=None, dtype=None) -> None:
         super().__init__()
-        from kiln.creation import empty
-
         if embed_dim <= 0 or num_heads <= 0 or embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} must be positive and "
                              f"divisible by num_heads {num_heads}")
@@ -116,8 +118,6 @@ class MultiheadAttention(Module):
                 need_weights: bool = True, attn_mask=None, average_attn_weights: bool = True,
                 is_causal: bool = False):
         """(attn_output, attn_weights or None); shapes as torch's."""
-        from kiln.ops.movement import reshape, transpose
-
         op = "MultiheadAttention"
         unbatched = query.dim() == 2
         if unbatched:
@@ -164,14 +164,10 @@ class MultiheadAttention(Module):
         p = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
-            from kiln.ops import elementwise as ew
-
             w = attention_weights(q, k, None if mask is None else mask)
             weights = w
             if p > 0:
                 from kiln.creation import philox_seed
-                from kiln.ops._util import wrap
-
                 keep = np.random.default_rng(philox_seed()).random(w.shape) >= p
                 w = ew.mul(w, wrap((keep / (1 - p) if p < 1 else keep * 0.0).astype(dt)))
                 weights = w

@@ -19,6 +19,7 @@ import numpy as np
 from kiln.autograd import Function, is_grad_enabled
 from kiln.ops import elementwise as ew
 from kiln.ops._util import check_float, contig, kernels, wrap
+from kiln.ops.reduce import sum as _sum
 from kiln.tensor import Tensor, _norm_dim
 
 
@@ -178,15 +179,11 @@ class _SoftmaxBase(Function):
 
 
 def _softmax_grad(g, x, dim):
-    from kiln.ops.reduce import sum as _sum
-
     y = softmax(x, dim)
     return ew.mul(y, ew.sub(g, _sum(ew.mul(g, y), dim, keepdim=True)))
 
 
 def _log_softmax_grad(g, x, dim):
-    from kiln.ops.reduce import sum as _sum
-
     return ew.sub(g, ew.mul(softmax(x, dim), _sum(g, dim, keepdim=True)))
 
 

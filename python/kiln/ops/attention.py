@@ -22,7 +22,11 @@ import math
 import numpy as np
 
 from kiln.autograd import Function
+from kiln.ops import elementwise as ew
 from kiln.ops._util import check_float, contig, kernels, wrap
+from kiln.ops.activation import softmax
+from kiln.ops.matmul import matmul
+from kiln.ops.movement import contiguous, expand, reshape, transpose, unsqueeze
 from kiln.tensor import Tensor
 
 _OP = "scaled_dot_product_attention"
@@ -106,8 +110,6 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
           [0.5000, 0.5000, 0.0000, 0.0000]]]])
     """
     from kiln.creation import philox_seed
-    from kiln.ops.movement import reshape
-
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{_OP}: {name} must be a Tensor, got {type(t).__name__}")
@@ -144,8 +146,6 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
 
 
 def _as4(t: Tensor, shape: tuple, reshape) -> Tensor:
-    from kiln.ops.movement import contiguous
-
     t = contiguous(t)
     return t if tuple(t.data.shape) == shape else reshape(t, shape)
 
@@ -154,11 +154,6 @@ def _as4(t: Tensor, shape: tuple, reshape) -> Tensor:
 def attention_weights(query: Tensor, key: Tensor, attn_mask=None, is_causal: bool = False,
                       scale: float | None = None, enable_gqa: bool = False) -> Tensor:
     """softmax(q k^T * scale + mask) in kiln ops, shape (..., Hq, L, S) (differentiable)."""
-    from kiln.ops import elementwise as ew
-    from kiln.ops.activation import softmax
-    from kiln.ops.matmul import matmul
-    from kiln.ops.movement import expand, reshape, transpose, unsqueeze
-
     L, D = query.data.shape[-2:]
     S = key.data.shape[-2]
     if scale is None:
@@ -192,10 +187,6 @@ def sdpa_composite(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
                    enable_gqa: bool = False, keep: np.ndarray | None = None) -> Tensor:
     """The unfused reference: attention_weights(...) (dropped with ``keep``, a bool array of
     the weights' shape, or a fresh Bernoulli mask) @ value."""
-    from kiln.ops import elementwise as ew
-    from kiln.ops.matmul import matmul
-    from kiln.ops.movement import expand, reshape, unsqueeze
-
     p = attention_weights(query, key, attn_mask, is_causal, scale, enable_gqa)
     if dropout_p > 0:
         if keep is None:

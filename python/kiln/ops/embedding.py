@@ -11,6 +11,7 @@ import numpy as np
 
 from kiln.autograd import Function
 from kiln.ops._util import check_float, contig, kernels, wrap
+from kiln.ops.movement import reshape
 from kiln.tensor import Tensor
 
 _OP = "embedding"
@@ -44,8 +45,6 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,  # 
     tensor([[[4., 5.],
              [0., 1.]]])
     """
-    from kiln.ops.movement import reshape
-
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError(f"{_OP}: expected Tensors for input and weight")
     check_float(weight, _OP, "weight")

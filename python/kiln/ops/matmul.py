@@ -13,10 +13,13 @@ import math
 import numpy as np
 
 from kiln import _cpu
-from kiln.autograd import Function, fresh, is_grad_enabled
+from kiln.autograd import Function, is_grad_enabled
 from kiln.grad_mode import _mode
 from kiln.ops import elementwise as ew
 from kiln.ops._util import kernels, sum_to, wrap
+from kiln.ops.activation import gelu
+from kiln.ops.movement import reshape, transpose, unsqueeze
+from kiln.ops.reduce import sum as _sum
 from kiln.tensor import Tensor, _wrap
 
 _ndarray = np.ndarray
@@ -147,8 +150,6 @@ class Matmul(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from kiln.ops.movement import reshape, unsqueeze
-
         a, b = ctx.inputs
         ad, bd = a.data, b.data
         if ad.ndim == 1 and bd.ndim == 1:
@@ -184,8 +185,6 @@ def _rows(shape) -> int:
 
 
 def _mT(x):
-    from kiln.ops.movement import transpose
-
     return transpose(x, -1, -2)
 
 
@@ -260,8 +259,6 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from kiln.ops.movement import reshape
-
         x, w, b, _ = ctx.inputs
         if not _mode.grad:  # plain backward: on arrays
             return _linear_backward_raw(ctx, g.data, x, w, b)
@@ -276,8 +273,6 @@ class Linear(Function):
             gw = matmul(_mT(g2), x2)
         gb = None
         if b is not None and b.requires_grad:
-            from kiln.ops.reduce import sum as _sum
-
             gb = _sum(g2, 0)
         return gx, gw, gb, None
 
@@ -303,24 +298,30 @@ def _linear_backward_raw(ctx, gd, x, w, b):
     """Linear's plain backward (no create_graph) on arrays: the same three GEMMs and the
     fused relu mask as the Tensor-level formula, without a Tensor, reshape or transpose
     node per step (~30 us a layer, a tenth of an MLP's non-GEMM time)."""
-    n_out = gd.shape[-1]
-    g2 = gd.reshape(_rows(gd.shape), n_out) if gd.ndim != 2 else gd
+    gs = gd.shape
+    n_out = gs[-1]
+    g2 = gd.reshape(_rows(gs), n_out) if len(gs) != 2 else gd
     if not g2.flags.c_contiguous:
         g2 = np.ascontiguousarray(g2)
-    k = kernels(g2)
+    k = _cpu if type(g2) is _ndarray else kernels(g2)
     if ctx.act == "relu":  # one fused pass: g * (out > 0)
-        gi = np.empty_like(g2)
+        gi = _empty(g2.shape, g2.dtype)
         k.relu_backward(g2, ctx.out, gi)
         g2 = gi
     gx = gw = gb = None
+    xd = x.data
     if x.requires_grad:
-        gx = fresh(_wrap(matmul_arrays(g2, w.data).reshape(x.data.shape)))
+        gx = _wrap(matmul_arrays(g2, w.data))
+        if len(xd.shape) != 2:
+            gx.data = gx.data.reshape(xd.shape)
+        gx._fresh = True  # a new buffer: the engine may adopt it as .grad (see fresh)
     if w.requires_grad:
-        xd = x.data
-        x2 = xd.reshape(_rows(xd.shape), xd.shape[-1]) if xd.ndim != 2 else xd
-        gw = fresh(_wrap(matmul_arrays(g2.T, x2)))  # trans_a: g2 read in place
+        x2 = xd.reshape(_rows(xd.shape), xd.shape[-1]) if len(xd.shape) != 2 else xd
+        gw = _wrap(matmul_arrays(g2.T, x2))  # trans_a: g2 read in place
+        gw._fresh = True
     if b is not None and b.requires_grad:
-        gb = fresh(_wrap(_column_sums(g2) if g2.shape[0] else np.zeros(n_out, g2.dtype)))
+        gb = _wrap(_column_sums(g2) if g2.shape[0] else np.zeros(n_out, g2.dtype))
+        gb._fresh = True
     return gx, gw, gb, None
 
 
@@ -339,8 +340,6 @@ def linear(input, weight, bias=None, activation=None):  # noqa: A002
     if act in ("gelu", "gelu_tanh") and is_grad_enabled() and (
         input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     ):
-        from kiln.ops.activation import gelu
-
         return gelu(Linear.apply(input, weight, bias, "none"),
                     approximate="tanh" if act == "gelu_tanh" else "none")
     if act not in ("none", "relu", "gelu", "gelu_tanh"):

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from kiln.autograd import Function
+from kiln.ops import elementwise as ew
 from kiln.ops._util import check_float, contig, kernels
 from kiln.tensor import Tensor
 
@@ -100,8 +101,6 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  #
     d = math.prod(ns)
     rows = math.prod(shape[: len(shape) - len(ns)])
     if d == 0 or rows == 0:
-        from kiln.ops import elementwise as ew
-
         out = ew.mul(input, 0.0)  # empty: an empty result that still joins the graph
         return out
     return LayerNorm.apply(input, weight, bias, rows, float(eps))
@@ -176,8 +175,6 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             f"{list(shape)}"
         )
     if 0 in shape:
-        from kiln.ops import elementwise as ew
-
         return ew.mul(input, 0.0)
     rm = None if running_mean is None else running_mean.data
     rv = None if running_var is None else running_var.data
@@ -245,7 +242,5 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,  # 
             f"with num_groups={num_groups}"
         )
     if 0 in shape:
-        from kiln.ops import elementwise as ew
-
         return ew.mul(input, 0.0)
     return GroupNorm.apply(input, weight, bias, int(num_groups), float(eps))

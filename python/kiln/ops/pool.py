@@ -18,6 +18,7 @@ import numpy as np
 
 from kiln.autograd import Function, is_grad_enabled
 from kiln.ops._util import check_float, contig, kernels, wrap
+from kiln.ops.movement import squeeze, unsqueeze
 from kiln.tensor import Tensor
 
 
@@ -122,14 +123,10 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,  
 
 def _as_2d(x: Tensor) -> Tensor:
     """(..., L) -> (..., 1, L)."""
-    from kiln.ops.movement import unsqueeze
-
     return unsqueeze(x, -2)
 
 
 def _from_2d(y: Tensor) -> Tensor:
-    from kiln.ops.movement import squeeze
-
     return squeeze(y, -2)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from kiln.autograd import Function
 from kiln.ops import elementwise as ew
 from kiln.ops._util import raw, wrap
+from kiln.ops.movement import expand, reshape
 from kiln.tensor import Tensor, _norm_dim
 
 values_indices = collections.namedtuple("values_indices", ["values", "indices"])
@@ -33,8 +34,6 @@ def _dims(dim, ndim, op):
 
 def _expand_back(g: Tensor, shape, dims, keepdim):
     """Broadcast a reduced gradient back to the input's shape (differentiably)."""
-    from kiln.ops.movement import expand, reshape
-
     if not keepdim:
         kshape = list(shape)
         for d in dims if dims is not None else range(len(shape)):
@@ -260,8 +259,6 @@ def logsumexp(x, dim, keepdim=False):
     s = Sum.apply(ew.exp(ew.sub(x, mt)), dims, True)
     out = ew.add(ew.log(s), mt)
     if not keepdim:
-        from kiln.ops.movement import reshape
-
         shape = tuple(n for i, n in enumerate(x.data.shape)
                       if not (dims is None or i in dims))
         out = reshape(out, shape)

@@ -24,6 +24,7 @@ import numpy as np
 
 from kiln.autograd import Function, is_grad_enabled
 from kiln.ops._util import contig, kernels
+from kiln.ops.movement import contiguous, narrow, reshape
 from kiln.tensor import Tensor
 
 MODES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -140,8 +141,6 @@ def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, weights, leng
     >>> tuple(out.shape), tuple(h_n.shape)
     ((5, 2, 4), (1, 2, 4))
     """
-    from kiln.ops.movement import narrow, reshape
-
     if mode not in MODES:
         raise ValueError(f"rnn_layer: mode must be one of {list(MODES)}, got {mode!r}")
     T, B, _ = x.data.shape
@@ -163,8 +162,6 @@ def rnn_layer(mode: str, x: Tensor, h0: Tensor, c0: Tensor | None, weights, leng
 def contig_t(t: Tensor) -> Tensor:
     if t.data.flags.c_contiguous:
         return t
-    from kiln.ops.movement import contiguous
-
     return contiguous(t)
 
 

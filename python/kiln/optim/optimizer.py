@@ -91,11 +91,15 @@ def _state_array(value, like: np.ndarray | None) -> Tensor:
 def _params_with_grad(params: list[Tensor]) -> tuple[list[Tensor], list, list]:
     """The parameters that have a gradient, their arrays, and their gradients' arrays
     (made C-contiguous; the kernels check shapes and dtypes)."""
-    ps = [p for p in params if p.grad is not None]
-    gs = [p.grad.data for p in ps]
-    if not all(g.flags.c_contiguous for g in gs):
-        gs = [np.ascontiguousarray(g) for g in gs]
-    return ps, [p.data for p in ps], gs
+    ps, arrays, gs = [], [], []
+    for p in params:  # one plain loop: comprehensions and all() are calls of their own
+        g = p.grad
+        if g is not None:
+            ps.append(p)
+            arrays.append(p.data)
+            g = g.data
+            gs.append(g if g.flags.c_contiguous else np.ascontiguousarray(g))
+    return ps, arrays, gs
 
 
 def _bump_versions(params: list[Tensor]) -> None:
