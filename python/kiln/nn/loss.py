@@ -83,8 +83,10 @@ class CrossEntropyLoss(_WeightedLoss):
         self.label_smoothing = label_smoothing
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
-        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                             reduction=self.reduction, label_smoothing=self.label_smoothing)
+        b = self._buffers  # not self.weight: Module.__getattr__ costs ~0.7 us
+        return cross_entropy(input, target, weight=b["weight"] if "weight" in b else self.weight,
+                             ignore_index=self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing)
 
 
 class BCELoss(_WeightedLoss):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kiln import _cpu
 from kiln.autograd import Function
 from kiln.ops import elementwise as ew
 from kiln.ops._util import check_float, contig, kernels, wrap
@@ -20,6 +21,7 @@ from kiln.ops.movement import contiguous, permute, reshape, unsqueeze
 from kiln.tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
+_F32, _F64, _I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
 
 
 class CrossEntropy(Function):
@@ -27,11 +29,11 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target, weight, ignore_index, label_smoothing, reduction):
-        n = logits.shape[0]
-        loss = np.empty((n,) if reduction == "none" else (), dtype=logits.dtype)
-        lse = np.empty((n,), dtype=logits.dtype)
-        kernels(logits).cross_entropy(logits, target, weight, loss, lse, ignore_index,
-                                      label_smoothing, reduction)
+        n, dt = logits.shape[0], logits.dtype
+        loss = np.empty((n,) if reduction == "none" else (), dt)
+        lse = np.empty((n,), dt)
+        (_cpu if type(logits) is np.ndarray else kernels(logits)).cross_entropy(
+            logits, target, weight, loss, lse, ignore_index, label_smoothing, reduction)
         ctx.lse = lse
         return loss
 
@@ -64,6 +66,16 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     0.6691
     """
     op = "cross_entropy"
+    if type(input) is Tensor and type(target) is Tensor and weight is None and (
+            reduction == "mean" or reduction == "sum") and 0.0 <= label_smoothing <= 1.0:
+        # the common case, (N, C) logits and (N,) int64 classes, with nothing else on the
+        # path: the checks below cost as much as the kernel on a small batch
+        xd, td = input.data, target.data
+        xs = xd.shape
+        if (len(xs) == 2 and (xd.dtype is _F32 or xd.dtype is _F64) and td.dtype is _I64
+                and td.shape == xs[:1] and xd.flags.c_contiguous and td.flags.c_contiguous):
+            return CrossEntropy.apply(input, target, None, int(ignore_index),
+                                      float(label_smoothing), reduction)
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"{op}: expected Tensors for input and target")
     check_float(input, op)
