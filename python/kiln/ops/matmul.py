@@ -309,15 +309,24 @@ def _linear_backward_raw(ctx, gd, x, w, b):
         k.relu_backward(g2, ctx.out, gi)
         g2 = gi
     gx = gw = gb = None
-    xd = x.data
+    xd, wd = x.data, w.data
+    dt = g2.dtype
     if x.requires_grad:
-        gx = _wrap(matmul_arrays(g2, w.data))
-        if len(xd.shape) != 2:
-            gx.data = gx.data.reshape(xd.shape)
+        if wd.flags.c_contiguous and wd.dtype is dt:  # straight to the kernel
+            gxd = _empty((g2.shape[0], wd.shape[1]), dt)
+            k.matmul(g2, wd, gxd, False, False)
+        else:
+            gxd = matmul_arrays(g2, wd)
+        gx = _wrap(gxd if len(xd.shape) == 2 else gxd.reshape(xd.shape))
         gx._fresh = True  # a new buffer: the engine may adopt it as .grad (see fresh)
     if w.requires_grad:
         x2 = xd.reshape(_rows(xd.shape), xd.shape[-1]) if len(xd.shape) != 2 else xd
-        gw = _wrap(matmul_arrays(g2.T, x2))  # trans_a: g2 read in place
+        if x2.flags.c_contiguous and x2.dtype is dt:  # trans_a: g2 read in place
+            gwd = _empty((n_out, x2.shape[1]), dt)
+            k.matmul(g2, x2, gwd, True, False)
+        else:
+            gwd = matmul_arrays(g2.T, x2)
+        gw = _wrap(gwd)
         gw._fresh = True
     if b is not None and b.requires_grad:
         gb = _wrap(_column_sums(g2) if g2.shape[0] else np.zeros(n_out, g2.dtype))
