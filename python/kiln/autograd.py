@@ -166,8 +166,8 @@ class Function:
         result._version = 0
         mode = _mode
         if mode.grad:
-            for a in args:
-                if type(a) is Tensor and a.requires_grad:
+            for t in args:
+                if type(t) is Tensor and t.requires_grad:
                     ctx.inputs = args
                     ctx.hooks = None
                     ctx.retain = None
@@ -176,9 +176,17 @@ class Function:
                     if not cls.needs_inputs:
                         ctx.versions = None
                     elif n == 1:
-                        ctx.versions = (a._version,)  # a is the Tensor found above
+                        ctx.versions = (t._version,)
+                    elif n == 2:
+                        ctx.versions = (a._version if type(a) is Tensor else 0,
+                                        b._version if type(b) is Tensor else 0)
+                    elif n == 4:
+                        ctx.versions = (a._version if type(a) is Tensor else 0,
+                                        b._version if type(b) is Tensor else 0,
+                                        c._version if type(c) is Tensor else 0,
+                                        d._version if type(d) is Tensor else 0)
                     else:
-                        ctx.versions = [b._version if type(b) is Tensor else 0 for b in args]
+                        ctx.versions = [u._version if type(u) is Tensor else 0 for u in args]
                     ctx.out_ref = weakref.ref(result) if cls.saves_output else None
                     break
         if mode.anomaly and _has_nonfinite(out):
@@ -390,7 +398,12 @@ def _run(roots, root_grads, retain_graph, create_graph, capture):
                 p = a.grad_fn
                 if p is None:
                     old = a.grad
-                    if (old is not None and captured_ids is None and a._hooks is None
+                    if (old is None and captured_ids is None and a._hooks is None
+                            and type(ig) is Tensor and ig.grad_fn is None
+                            and getattr(ig, "_fresh", False)):
+                        ig._fresh = False  # a fresh buffer: adopted, as in _deliver_leaf
+                        a.grad = ig
+                    elif (old is not None and captured_ids is None and a._hooks is None
                             and (type(ig) is not Tensor or ig.grad_fn is None)
                             and old.grad_fn is None and old.data.flags.writeable):
                         np.add(old.data, igd, out=old.data)  # the common leaf case

@@ -249,7 +249,7 @@ class Linear(Function):
             )
         x2 = x.reshape(_rows(xs), xs[-1]) if len(xs) != 2 else x
         x2 = x2 if x2.flags.c_contiguous else np.ascontiguousarray(x2)
-        ww, tw = _operand(w)
+        ww, tw = (w, False) if w.flags.c_contiguous else _operand(w)
         out = _empty((x2.shape[0], ws[0]), dt)
         (_cpu if type(x2) is _ndarray else kernels(x2)).matmul(x2, ww, out, False, not tw, b,
                                                                activation)
