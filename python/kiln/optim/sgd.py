@@ -65,33 +65,41 @@ class SGD(Optimizer):
             group.setdefault("maximize", False)
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        params, arrays, grads = _params_with_grad(group["params"])
-        if not params:
-            return
         momentum = _scalar(group["momentum"])
         args = (_scalar(group["lr"]), momentum, _scalar(group["dampening"]),
                 _scalar(group["weight_decay"]), bool(group["nesterov"]), bool(group["maximize"]))
         if momentum == 0:
-            _cpu.sgd_step(arrays, grads, [], *args, False)
-            _bump_versions(params)
+            params, arrays, grads = _params_with_grad(group["params"])
+            if params:
+                _cpu.sgd_step(arrays, grads, [], *args, False)
+                _bump_versions(params)
             return
-        # parameters with a momentum buffer, and those whose buffer starts as the gradient
-        old: tuple[list, list, list] = ([], [], [])
-        new: tuple[list, list, list] = ([], [], [])
+        # One pass over the group (this is per-step Python time): the parameters with a
+        # gradient, split into those with a momentum buffer and those whose buffer starts
+        # as the gradient.
         state = self.state
-        for p, a, g in zip(params, arrays, grads, strict=True):
+        params, old, new = [], ([], [], []), None
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            g = g.data
+            if not g.flags.c_contiguous:
+                g = np.ascontiguousarray(g)
             st = state[p]
             buf = st.get("momentum_buffer")
             if buf is None:
                 buf = st["momentum_buffer"] = _wrap(np.empty_like(p.data))
+                new = new or ([], [], [])
                 lists = new
             else:
                 lists = old
-            lists[0].append(a)
+            lists[0].append(p.data)
             lists[1].append(g)
             lists[2].append(buf.data)
+            params.append(p)
         if old[0]:
             _cpu.sgd_step(*old, *args, False)
-        if new[0]:
+        if new:
             _cpu.sgd_step(*new, *args, True)
         _bump_versions(params)
