@@ -29,6 +29,8 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("matmul", &k::matmul, "a"_a, "b"_a, "out"_a, "trans_a"_a = false, "trans_b"_a = false,
         "bias"_a = py::none(), "activation"_a = "none");
   m.def("matmul_naive", &k::matmul_naive, "a"_a, "b"_a, "out"_a);
+  m.def("matmul_relu_backward", &k::matmul_relu_backward, "a"_a, "b"_a, "out"_a, "trans_a"_a,
+        "trans_b"_a, "x"_a);
 
   // activations
   m.def("relu", &k::relu, "x"_a, "out"_a);

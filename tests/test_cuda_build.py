@@ -32,7 +32,7 @@ CUDA_HELPERS = {
     "device_count", "is_available", "status", "device_info", "compiled_architectures",
     "runtime_version",
 }  # fmt: skip
-IMPLEMENTED = {"relu", "relu_backward", "matmul", "matmul_naive"}
+IMPLEMENTED = {"relu", "relu_backward", "matmul", "matmul_naive", "matmul_relu_backward"}
 
 HAS_GPU = _cuda.device_count() > 0
 needs_no_gpu = pytest.mark.skipif(HAS_GPU, reason="a CUDA GPU is present")
@@ -205,6 +205,12 @@ def test_unwritten_kernels_say_so(name):
 
 
 # ---- argument checks (before any GPU is needed) -------------------------------------
+def _relu_bw(arrays):
+    a, b, out, x = arrays
+    _cuda.matmul_relu_backward(a, b, out, False, False, x)
+
+
+
 def test_numpy_arrays_are_rejected():
     x = np.ones((2, 3), np.float32)
     with pytest.raises(TypeError, match=r"relu: x must be a CUDA array .*got numpy\.ndarray"):
@@ -250,6 +256,11 @@ def test_host_torch_tensor_is_rejected():
             "unknown activation",
         ),
         (lambda: _cuda.matmul_naive(*fakes((2, 3), (2, 3), (2, 3))), ValueError, "do not chain"),
+        (
+            lambda: _relu_bw(fakes((2, 3), (3, 5), (2, 5), (5, 2))),
+            ValueError,
+            r"matmul_relu_backward: shape mismatch",
+        ),
     ],
 )
 def test_bad_arguments_are_clear_errors(call, exc, match):
@@ -265,6 +276,7 @@ def test_bad_arguments_are_clear_errors(call, exc, match):
         lambda: _cuda.relu_backward(*fakes((4,), (4,), (4,), typestr="<f8")),
         lambda: _cuda.matmul(*fakes((2, 3), (3, 5), (2, 5))),
         lambda: _cuda.matmul_naive(*fakes((2, 3), (3, 5), (2, 5))),
+        lambda: _relu_bw(fakes((2, 3), (3, 5), (2, 5), (2, 5))),
     ],
 )
 def test_valid_call_without_gpu_raises(call):
@@ -406,4 +418,22 @@ def test_batched_matmul_bias_activation(dev, dtype, activation, a_batch, b_batch
     ref = a.astype(np.float64) @ b + bias
     ref = {"none": ref, "relu": np.maximum(ref, 0), "gelu": _gelu(ref, False),
            "gelu_tanh": _gelu(ref, True)}[activation]  # fmt: skip
+    np.testing.assert_allclose(to_host(out), ref, **_tol(dtype, k))
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, True)])
+def test_matmul_relu_backward_matches_numpy(dev, dtype, trans_a, trans_b):
+    to_device, to_host = dev
+    rng = np.random.default_rng(3)
+    m, k, n = 33, 20, 17
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    x = rng.standard_normal((m, n)).astype(dtype)
+    x[0, :2] = [0.0, np.nan]
+    out = to_device(np.zeros((m, n), dtype))
+    _cuda.matmul_relu_backward(to_device(a.T.copy() if trans_a else a),
+                               to_device(b.T.copy() if trans_b else b), out, trans_a, trans_b,
+                               to_device(x))
+    ref = np.where(x <= 0, 0.0, a.astype(np.float64) @ b)
     np.testing.assert_allclose(to_host(out), ref, **_tol(dtype, k))

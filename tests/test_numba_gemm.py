@@ -124,3 +124,15 @@ def test_matmul_naive_bad_input():
         nc.matmul_naive(a, b, d(rand(5, 4)))
     with pytest.raises(TypeError, match="host"):
         nc.matmul_naive(a, b, rand(4, 5))
+
+
+@pytest.mark.parametrize("dtype,trans_a,trans_b", [
+    (np.float32, False, False), (np.float32, True, False), (np.float64, False, True)])
+def test_matmul_relu_backward(dtype, trans_a, trans_b):
+    a, b, out = operands(None, None, None, 9, 11, 13, trans_a, trans_b, dtype)
+    x = rand(9, 11, dtype=dtype)
+    x[0, :3] = [0.0, np.nan, -1.0]
+    cpu, _ = compare("matmul_relu_backward", a, b, out, trans_a, trans_b, x, **tol(dtype))
+    assert np.all(cpu[2][x <= 0] == 0.0)
+    with pytest.raises(ValueError, match="matmul_relu_backward: x of shape"):
+        nc.matmul_relu_backward(d(a), d(b), d(out), trans_a, trans_b, d(rand(11, 9, dtype=dtype)))

@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -152,14 +153,15 @@ void run(const Problem<float>& p) { dispatch(p); }
 void run(const Problem<double>& p) { dispatch(p); }
 }  // namespace gemm
 
-void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, const OptArr& bias,
-            const std::string& activation) {
-  const char* op = "matmul";
+namespace {
+// matmul and matmul_relu_backward: the checks, then one GEMM. mask (or nullptr): the
+// array whose sign masks the product, out's shape.
+void gemm_call(const char* op, const Arr& a, const Arr& b, Arr& out, bool trans_a, bool trans_b,
+               const OptArr& bias, Act act, const Arr* mask) {
   check_float(a, op, "a");
   check_same_dtype(a, b, op, "a", "b");
   check_same_dtype(a, out, op, "a", "out");
   if (bias) check_same_dtype(a, *bias, op, "a", "bias");
-  const Act act = parse_activation(activation);
   check_input(a, op, "a");
   check_input(b, op, "b");
   check_output(out, op, "out");
@@ -195,16 +197,36 @@ void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, con
   if (bias && (bias->ndim() != 1 || bias->shape(0) != N))
     fail_value(std::string(op) + ": bias of shape " + shape_str(*bias) + " must be (" +
                std::to_string(N) + ",) for " + so());
-  if (overlaps(out, a) || overlaps(out, b) || (bias && overlaps(out, *bias)))
+  if (mask) {
+    check_same_dtype(a, *mask, op, "a", "x");
+    check_input(*mask, op, "x");
+    if (mask->ndim() != out.ndim() ||
+        !std::equal(out.shape(), out.shape() + out.ndim(), mask->shape()))
+      fail_value(std::string(op) + ": x of shape " + shape_str(*mask) + " must have the shape of " +
+                 so());
+  }
+  if (overlaps(out, a) || overlaps(out, b) || (bias && overlaps(out, *bias)) ||
+      (mask && overlaps(out, *mask)))
     fail_value(std::string(op) + ": " + so() + " overlaps an input; it must be a separate array");
 
   dispatch_float(a, op, "a", [&](auto tag) {
     using T = decltype(tag);
     gemm::Problem<T> p{cdata<T>(a), cdata<T>(b), data<T>(out), bias ? cdata<T>(*bias) : nullptr,
                        B, M, N, Ka, Ba == 1 ? 0 : M * Ka, Bb == 1 ? 0 : Ka * N, M * N,
-                       trans_a, trans_b, act};
+                       trans_a, trans_b, act, mask ? cdata<T>(*mask) : nullptr};
     run_maybe_nogil(p);
   });
+}
+}  // namespace
+
+void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, const OptArr& bias,
+            const std::string& activation) {
+  gemm_call("matmul", a, b, out, trans_a, trans_b, bias, parse_activation(activation), nullptr);
+}
+
+void matmul_relu_backward(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b,
+                          const Arr& x) {
+  gemm_call("matmul_relu_backward", a, b, out, trans_a, trans_b, std::nullopt, Act::none, &x);
 }
 
 namespace {

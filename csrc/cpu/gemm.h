@@ -27,6 +27,9 @@ struct Problem {
   int64_t a_bstride, b_bstride, c_bstride;
   bool trans_a, trans_b;  // a stored (K, M) / b stored (N, K)
   Act act;
+  // Or nullptr. Laid out as c (same strides): after bias and act, c = mask <= 0 ? 0 : c
+  // (relu_backward of the product, matmul_relu_backward).
+  const T* mask = nullptr;
 };
 
 // Cache blocking for one micro-kernel shape (MR x NR) and element size:

@@ -30,6 +30,9 @@ struct F32x8 {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   // vmaxps returns its second operand when either is NaN: NaN propagates.
   static V relu(V x) { return _mm256_max_ps(_mm256_setzero_ps(), x); }
+  static V relu_mask(V x, V m) {  // m <= 0 ? 0 : x; a NaN m passes x
+    return _mm256_and_ps(x, _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_NLE_UQ));
+  }
   static M mask(int n) { return lanes_below(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
   static V maskz_load(M m, const T* p) { return _mm256_maskload_ps(p, m); }
   static void store(T* p, V x) { _mm256_storeu_ps(p, x); }
@@ -79,6 +82,9 @@ struct F64x4 {
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V relu(V x) { return _mm256_max_pd(_mm256_setzero_pd(), x); }
+  static V relu_mask(V x, V m) {
+    return _mm256_and_pd(x, _mm256_cmp_pd(m, _mm256_setzero_pd(), _CMP_NLE_UQ));
+  }
   // 64-bit lanes: each lane's sign bit comes from (i - n) as a 64-bit integer.
   static M mask(int n) {
     return _mm256_sub_epi64(_mm256_setr_epi64x(0, 1, 2, 3), _mm256_set1_epi64x(n));

@@ -102,7 +102,7 @@ struct MicroKernel {
     // last kc block) is written back by a loop of its own: the general one below tests
     // the flags per vector, ~100 cycles a tile, ~8% of a 64^3 product (a tile is ~900
     // FMA cycles at K = 64; batched 64 x 64^3 went from 134 to 146 GFLOP/s).
-    if (full && (!e.last || (!e.bias && e.act == Act::none))) {
+    if (full && (!e.last || (!e.bias && e.act == Act::none && !e.mask))) {
       if (e.first) {
 #pragma GCC unroll 32
         for (int i = 0; i < ROWS; ++i) {
@@ -131,6 +131,7 @@ struct MicroKernel {
       bias[v] = e.last && e.bias ? S::maskz_load(mk[v], e.bias + v * L) : S::zero();
     }
     const bool relu = e.last && e.act == Act::relu;
+    const T* mask = e.last ? e.mask : nullptr;
     const bool transcendental = e.last && (e.act == Act::gelu || e.act == Act::gelu_tanh);
 #pragma GCC unroll 32
     for (int i = 0; i < ROWS; ++i) {
@@ -142,6 +143,10 @@ struct MicroKernel {
         if (!e.first) x = S::add(x, full ? S::load(ci + v * L) : S::maskz_load(mk[v], ci + v * L));
         if (e.last) x = S::add(x, bias[v]);
         if (relu) x = S::relu(x);
+        if (mask) {
+          const T* mv = mask + i * ldc + v * L;
+          x = S::relu_mask(x, full ? S::load(mv) : S::maskz_load(mk[v], mv));
+        }
         if (full)
           S::store(ci + v * L, x);
         else
@@ -332,6 +337,7 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
             }
             Epi<T> epi = epi0;
             if (epi.last && p.bias) epi.bias = p.bias + j0 + jr;
+            if (epi.last && p.mask) epi.mask = p.mask + bi * p.c_bstride + (i0 + ir) * N + j0 + jr;
             if (pf) pf->fill(epi, kcc);
             if (apf.base) apf.fill(epi, kcc);
             if (a_in_place && whole(mr))

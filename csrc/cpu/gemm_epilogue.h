@@ -21,7 +21,8 @@ struct Epi {
   const T* bias;  // already offset to the tile's first column; nullptr = none
   Act act;
   bool first;  // first kc block: overwrite C instead of accumulating
-  bool last;   // last kc block: add bias, apply the activation
+  bool last;   // last kc block: add bias, apply the activation (and the mask)
+  const T* mask = nullptr;  // Problem::mask at the tile's first element (row stride ldc)
   // Or: prefetch one cache line per k step into L2, from pf on: runs of pf_run
   // consecutive lines pf_skip bytes apart (rows of a matrix), pf_left lines left in
   // the first run.

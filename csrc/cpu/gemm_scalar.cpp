@@ -20,6 +20,7 @@ struct Scalar {
   static V add(V a, V b) { return a + b; }
   // Written so that NaN propagates, like torch.relu.
   static V relu(V x) { return x < T(0) ? T(0) : x; }
+  static V relu_mask(V x, V m) { return m <= T(0) ? T(0) : x; }
   static M mask(int n) { return n > 0; }
   static V maskz_load(M m, const T* p) { return m ? *p : T(0); }
   static void store(T* p, V x) { *p = x; }

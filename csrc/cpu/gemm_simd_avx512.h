@@ -28,6 +28,10 @@ struct F32x16 {
     const V z = _mm512_setzero_ps();
     return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), z);
   }
+  // relu_backward: m <= 0 ? 0 : x (a NaN m passes x, as in the relu_backward kernel)
+  static V relu_mask(V x, V m) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_NLE_UQ), x);
+  }
   static M mask(int n) { return n <= 0 ? M(0) : n >= L ? M(0xFFFF) : M((1u << n) - 1); }
   static V maskz_load(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
   static void store(T* p, V x) { _mm512_storeu_ps(p, x); }
@@ -142,6 +146,9 @@ struct F64x8 {
   static V relu(V x) {
     const V z = _mm512_setzero_pd();
     return _mm512_mask_mov_pd(x, _mm512_cmp_pd_mask(x, z, _CMP_LT_OQ), z);
+  }
+  static V relu_mask(V x, V m) {
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(m, _mm512_setzero_pd(), _CMP_NLE_UQ), x);
   }
   static M mask(int n) { return n <= 0 ? M(0) : n >= L ? M(0xFF) : M((1u << n) - 1); }
   static V maskz_load(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }

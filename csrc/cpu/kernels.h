@@ -30,6 +30,11 @@ int get_num_threads();
 //   bias: (N,) or None; activation: "none" | "relu" | "gelu" | "gelu_tanh"
 void matmul(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b, const OptArr& bias,
             const std::string& activation);
+// out = relu_backward(op(a) @ op(b), x): x <= 0 ? 0 : the product (a NaN x passes it), the
+// mask applied in the GEMM's write-back. x: out's shape. The backward of Linear + ReLU
+// under a Linear (linear_chain): dX of the upper layer masked by the lower layer's output.
+void matmul_relu_backward(const Arr& a, const Arr& b, Arr out, bool trans_a, bool trans_b,
+                          const Arr& x);
 // Reference triple loop (i, j, k order; no blocking, no SIMD, one thread) for
 // tests and for the bench's "x times faster than naive" figure. a (M,K), b (K,N).
 void matmul_naive(const Arr& a, const Arr& b, Arr out);

@@ -21,6 +21,9 @@ using Obj = py::object;  // an object with __cuda_array_interface__
 void matmul(const Obj& a, const Obj& b, const Obj& out, bool trans_a, bool trans_b, const Obj& bias,
             const std::string& activation);
 void matmul_naive(const Obj& a, const Obj& b, const Obj& out);  // a (M,K), b (K,N), out (M,N)
+// out = relu_backward(op(a) @ op(b), x), x out's shape (cpu/kernels.h)
+void matmul_relu_backward(const Obj& a, const Obj& b, const Obj& out, bool trans_a, bool trans_b,
+                          const Obj& x);
 
 // ---- activations (table.cpp -> activation.cu) --------------------------------------
 void relu(const Obj& x, const Obj& out);

@@ -165,4 +165,24 @@ void raise_not_implemented(const char* name) {
   throw py::error_already_set();
 }
 
+
+// out = relu_backward(op(a) @ op(b), x). The CPU fuses the mask into the GEMM's
+// write-back; here it is the GEMM followed by the elementwise kernel on out in place
+// (gi[i] depends on grad[i] and x[i] only), both on the same stream.
+void matmul_relu_backward(const Obj& a_, const Obj& b_, const Obj& out_, bool trans_a,
+                          bool trans_b, const Obj& x_) {
+  const char* op = "matmul_relu_backward";
+  const CudaArray out = cuda_array(out_, op, "out"), x = cuda_array(x_, op, "x");
+  check_elementwise(op, {{&out, "out"}, {&x, "x"}});
+  if (overlaps(out, x, out.dtype == DType::f32 ? 4 : 8))
+    fail_value("matmul_relu_backward: out overlaps x; it must be a separate array");
+  matmul(a_, b_, out_, trans_a, trans_b, py::none(), "none");
+  LaunchContext ctx(op, arg(out, "out"), {arg(x, "x")});
+  py::gil_scoped_release nogil;
+  dispatch_float(x, op, "x", [&](auto t) {
+    using T = decltype(t);
+    launch_relu_backward<T>(out.data<T>(), x.data<T>(), out.data<T>(), x.size, ctx.stream());
+  });
+}
+
 }  // namespace kiln::cuda

@@ -17,9 +17,11 @@ import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 
+from kiln import autograd as _autograd
 from kiln.nn.activation import ReLU
 from kiln.nn.linear import Linear
 from kiln.nn.module import Module, _addindent
+from kiln.ops.linear_chain import linear_chain as _linear_chain
 from kiln.ops.matmul import linear as _linear
 
 
@@ -99,23 +101,55 @@ class Sequential(Module):
         i, n = 0, len(mods)
         while i < n:
             m = mods[i]
-            if i + 1 < n and _fusable(m, mods[i + 1]):
-                # Linear then ReLU: one GEMM with bias and ReLU in its write-back, and one
-                # fused backward; same values and gradients as the two modules in turn
-                p = m._parameters  # _fusable checked both are there (no __getattr__)
-                input = _linear(input, p["weight"], p["bias"], activation="relu")
-                i += 2
+            p = _linear_params(m) if type(m) is Linear else None
+            if p is not None:
+                # A run of Linear layers, each maybe followed by ReLU: one GEMM per layer
+                # with bias and ReLU in its write-back, and for two or more layers one
+                # autograd node for the whole run (linear_chain); the same values and
+                # gradients as the modules in turn. Not when a parameter has
+                # post-accumulate-grad hooks (DDP's): they must see each layer's gradients
+                # as backward makes them, last layer first, not all at the chain's end.
+                layers = []
+                while p is not None:
+                    relu = i + 1 < n and type(mods[i + 1]) is ReLU and _plain(mods[i + 1])
+                    layers.append((p[0], p[1], "relu" if relu else "none"))
+                    i += 2 if relu else 1
+                    p = _linear_params(mods[i]) if i < n and type(mods[i]) is Linear else None
+                if len(layers) > 1 and (not _autograd._post_hooks_live
+                                        or not _post_hooked(layers)):
+                    input = _linear_chain(input, layers)
+                else:
+                    for w, b, act in layers:
+                        input = _linear(input, w, b, act)
                 continue
             input = m(input)
             i += 1
         return input
 
 
-def _fusable(m: Module, nxt: Module) -> bool:
-    return (type(m) is Linear and type(nxt) is ReLU and "weight" in m._parameters
-            and "bias" in m._parameters and not m._forward_hooks
-            and not m._forward_pre_hooks and not nxt._forward_hooks
-            and not nxt._forward_pre_hooks)
+def _post_hooked(layers) -> bool:
+    return any(t is not None and getattr(t, "_post_hooks", None)
+               for w, b, _ in layers for t in (w, b))
+
+
+# Both read the instance dict once: every attribute read on a Module goes through
+# Module.__getattr__'s slot (~0.1 us each), and this runs per forward.
+def _plain(m: Module) -> bool:
+    """``m`` runs its class's own forward with no hooks: Sequential may fuse it."""
+    d = m.__dict__
+    return not d["_forward_hooks"] and not d["_forward_pre_hooks"] and "forward" not in d
+
+
+def _linear_params(m: Linear):
+    """(weight, bias) of a plain Linear (its parameters in its table, not re-registered as
+    plain attributes), else None."""
+    d = m.__dict__
+    if d["_forward_hooks"] or d["_forward_pre_hooks"] or "forward" in d:
+        return None
+    ps = d["_parameters"]
+    if "weight" in ps and "bias" in ps:
+        return ps["weight"], ps["bias"]
+    return None
 
 
 class ModuleList(Module):

@@ -229,6 +229,28 @@ def bmm(a, b):
     return matmul(a, b)
 
 
+def _check_linear(xs, dt, w, b) -> None:
+    """Raise linear's errors for an input of shape ``xs`` and dtype ``dt``."""
+    ws = w.shape
+    if len(xs) == 0 or len(ws) != 2 or xs[-1] != ws[1]:
+        raise ValueError(
+            f"linear: input of shape {tuple(xs)} and weight of shape {tuple(ws)} "
+            f"don't match (expected input[..., {ws[1] if len(ws) == 2 else '?'}] and "
+            "weight (out_features, in_features))"
+        )
+    if b is not None and (b.ndim != 1 or b.shape[0] != ws[0]):
+        raise ValueError(
+            f"linear: bias of shape {tuple(b.shape)} doesn't match weight of shape "
+            f"{tuple(ws)}"
+        )
+    if (w.dtype is not dt and w.dtype != dt) or (
+            b is not None and b.dtype is not dt and b.dtype != dt):
+        raise TypeError(
+            f"linear: dtype mismatch: input {dt}, weight {w.dtype}"
+            + (f", bias {b.dtype}" if b is not None else "")
+        )
+
+
 class Linear(Function):
     """y = act(x W^T + b) in one GEMM call (bias and relu applied in the kernel's write-back)."""
 
@@ -237,23 +259,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b, activation):
         xs, ws, dt = x.shape, w.shape, x.dtype  # read once: each read builds a new object
-        if len(xs) == 0 or len(ws) != 2 or xs[-1] != ws[1]:
-            raise ValueError(
-                f"linear: input of shape {tuple(xs)} and weight of shape {tuple(ws)} "
-                f"don't match (expected input[..., {ws[1] if len(ws) == 2 else '?'}] and "
-                "weight (out_features, in_features))"
-            )
-        if b is not None and (b.ndim != 1 or b.shape[0] != ws[0]):
-            raise ValueError(
-                f"linear: bias of shape {tuple(b.shape)} doesn't match weight of shape "
-                f"{tuple(ws)}"
-            )
-        if (w.dtype is not dt and w.dtype != dt) or (
-                b is not None and b.dtype is not dt and b.dtype != dt):
-            raise TypeError(
-                f"linear: dtype mismatch: input {dt}, weight {w.dtype}"
-                + (f", bias {b.dtype}" if b is not None else "")
-            )
+        _check_linear(xs, dt, w, b)
         x2 = x.reshape(_rows(xs), xs[-1]) if len(xs) != 2 else x
         x2 = x2 if x2.flags.c_contiguous else np.ascontiguousarray(x2)
         ww, tw = (w, False) if w.flags.c_contiguous else _operand(w)

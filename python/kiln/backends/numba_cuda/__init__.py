@@ -41,7 +41,7 @@ KERNELS: dict[str, str] = {
     # dropout (Philox4x32-10, the CPU's counter convention)
     **{n: "dropout" for n in ("dropout", "dropout_backward")},
     # gemm
-    **{n: "gemm" for n in ("matmul", "matmul_naive")},
+    **{n: "gemm" for n in ("matmul", "matmul_naive", "matmul_relu_backward")},
     # convolution (implicit GEMM)
     **{n: "conv" for n in ("conv2d", "conv2d_dgrad", "conv2d_wgrad")},
     # embedding

@@ -2,6 +2,7 @@
 
     matmul        out[z] = act(op(a[z]) @ op(b[z]) + bias),  op(x) = x or x^T
     matmul_naive  out = a @ b, one thread per output element (the reference)
+    matmul_relu_backward  out = (x <= 0 ? 0 : op(a) @ op(b)), matmul then relu_backward
 
 a is (M, K) or (Ba, M, K) ((K, M) when trans_a), b is (K, N) or (Bb, K, N) ((N, K) when
 trans_b), out is (M, N) or (B, M, N); an operand with batch 1 (2-D, or 3-D with a leading 1)
@@ -37,6 +38,7 @@ from kiln.backends.numba_cuda._common import (
     grid1d,
     jit,
 )
+from kiln.backends.numba_cuda.activation import relu_backward
 
 TM = 32  # output tile rows / columns per block (TM x TM)
 TK = 16  # depth of one shared-memory step
@@ -261,3 +263,19 @@ def matmul_naive(a, b, out) -> None:
     if m == 0 or n == 0:
         return
     _matmul_naive[grid1d(m * n)](flat(a), flat(b), flat(out), m, n, k, consts(a.dtype)[0])
+
+
+def matmul_relu_backward(a, b, out, trans_a, trans_b, x) -> None:
+    """out = relu_backward(op(a) @ op(b), x): the GEMM, then the mask on out in place (the
+    CPU applies it in the GEMM's write-back; the values are the same)."""
+    op = "matmul_relu_backward"
+    o, xd = dev(out, op, "out"), dev(x, op, "x")
+    check_same_dtype(o, xd, op, "out", "x")
+    if tuple(xd.shape) != tuple(o.shape):
+        raise ValueError(f"{op}: x of shape {tuple(xd.shape)} must have the shape of out "
+                         f"{tuple(o.shape)}")
+    if overlaps(o, xd):
+        raise ValueError(f"{op}: out of shape {tuple(o.shape)} overlaps x; it must be a "
+                         "separate array")
+    matmul(a, b, out, trans_a, trans_b)
+    relu_backward(out, x, out)
