@@ -5,11 +5,16 @@ Measured, per shape (M×K · K×N), alternating in one process (see _harness.py)
   kiln kernel  kiln._cpu.matmul(a, b, out, False, False, None, "none"), out preallocated
   numpy        numpy.matmul(a, b)
   torch        torch.matmul(a, b)
+  probe        (squares >= 512) bench/fma_probe.c's FMA chains, loaded in-process, on the
+               same thread count: the cores' fp32 rate in the same rounds as the GEMMs
 Shapes: squares 64..2048 (4096 with --big), the batch-128 MLP Linear products
 128×784·784×256, 128×256·256×128, 128×128·128×10, the transformer MLP product
 4096×512·512×2048, and a batch of 64 products 64×64·64×64 (3-D arrays).
 GFLOP/s = 2·M·N·K / median time;
-% of peak uses bench/peak.py's FMA peak for the same thread count. Also, at 512³ and 1
+% of peak uses bench/peak.py's FMA peak for the same thread count (its best rate per
+thread CPU-second: a ceiling that other processes cannot lower, while they do lower every
+wall-clock rate); "% probe" divides by the probe's median rate in the same rounds instead,
+what the shared cores delivered while the GEMMs ran. Also, at 512³ and 1
 thread, kiln._cpu.matmul_naive (triple loop) against the kernel: the foundation issue
 asks for a speedup >= 20×. Each result is checked against NumPy (max relative error).
 Also the AVX2 path against the AVX-512 path on the squares >= 512, kernel level
@@ -33,6 +38,7 @@ MLP = [(128, 784, 256), (128, 256, 128), (128, 128, 10)]
 TRANSFORMER = [(4096, 512, 2048)]
 BATCHED = [(64, 64, 64, 64)]  # (batch, M, K, N)
 NAMES = ["kiln", "kiln kernel", "numpy", "torch"]
+PROBE_ITERS = 400_000  # ~1-2 ms of FMA chains a call on this machine
 
 
 def _budget(flops: float, quick: bool) -> tuple[float, int]:
@@ -41,7 +47,7 @@ def _budget(flops: float, quick: bool) -> tuple[float, int]:
     return (6.0, 5) if flops > 5e9 else (4.0, 7) if flops > 1e9 else (2.0, 9)
 
 
-def _case(name, m, k, n, quick, rng, batch=None):
+def _case(name, m, k, n, quick, rng, batch=None, probe=False):
     import numpy as np
     import torch
 
@@ -60,6 +66,10 @@ def _case(name, m, k, n, quick, rng, batch=None):
         "numpy": lambda: np.matmul(a, b),
         "torch": lambda: torch.matmul(ta, tb),
     }
+    run_probe = P.in_process() if probe else None
+    if run_probe is not None:
+        probe_flops = run_probe(PROBE_ITERS)  # FLOPs a call (lanes x chains x threads)
+        fns["probe"] = lambda: run_probe(PROBE_ITERS)
     flops = 2.0 * m * n * k * (batch or 1)
     budget, mins = _budget(flops, quick)
     res = H.measure(fns, budget_s=budget, min_samples=mins, max_samples=500)
@@ -68,7 +78,10 @@ def _case(name, m, k, n, quick, rng, batch=None):
     with contextlib.suppress(*H.KERNEL_ERRORS):
         got = kiln.matmul(ka, kb).numpy()
         err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
-    return {"name": name, "shape": [m, k, n], "flops": flops, "res": res, "max_rel_err": err}
+    out = {"name": name, "shape": [m, k, n], "flops": flops, "res": res, "max_rel_err": err}
+    if run_probe is not None and "median_s" in res.get("probe", {}):
+        out["probe_gflops"] = probe_flops / res["probe"]["median_s"] * 1e-9
+    return out
 
 
 def _naive(quick, rng) -> dict:
@@ -96,7 +109,7 @@ def child(n: int, quick: bool, big: bool) -> dict:
     cases = []
     for s in sizes:
         H.log(f"  matmul {s}³, {n} thread(s)")
-        cases.append(_case(f"{s}³", s, s, s, quick, rng))
+        cases.append(_case(f"{s}³", s, s, s, quick, rng, probe=s >= 512))
     for m, k, nn in MLP:
         H.log(f"  matmul {m}×{k}·{k}×{nn}, {n} thread(s)")
         cases.append(_case(f"MLP {m}×{k}·{k}×{nn}", m, k, nn, quick, rng))
@@ -171,16 +184,21 @@ def markdown(payload: dict) -> str:
                 c["name"], str(n),
                 H.fmt(gk) + (f" ({H.fmt(c['flops'] / best * 1e-9)})" if best else ""),
                 H.fmt(gk / pk * 100 if gk and pk else None, 0, "%"),
+                H.fmt(gk / c["probe_gflops"] * 100 if gk and c.get("probe_gflops") else None,
+                      0, "%"),
                 H.fmt(_gf(c, "kiln kernel")), H.fmt(_gf(c, "numpy")), H.fmt(_gf(c, "torch")),
                 H.ratio2(c["res"], "numpy"), H.ratio2(c["res"], "torch"),
                 "—" if c["max_rel_err"] is None else f"{c['max_rel_err']:.0e}",
                 H.fmt(c["res"].get("_other"), 2),
             ])
-    hdr = ["shape", "thr", "kiln GFLOP/s (best)", "% peak", "kiln kernel", "NumPy", "PyTorch",
+    hdr = ["shape", "thr", "kiln GFLOP/s (best)", "% peak", "% probe", "kiln kernel", "NumPy",
+           "PyTorch",
            "kiln vs NumPy", "kiln vs torch", "rel err", "other"]
     out = [("GFLOP/s from medians (kiln's best sample in parentheses); "
             f"{payload['ratio']}, on medians (on best samples); % peak against the FMA peak "
-            "for the same thread count."), "",
+            "for the same thread count (a ceiling other processes cannot lower); % probe "
+            "against the FMA probe's median rate timed in the same rounds as the GEMMs "
+            "(squares >= 512: what the shared cores delivered meanwhile)."), "",
            H.md_table(hdr, rows)]
     for run in payload["runs"]:
         nv = run.get("naive")

@@ -9,6 +9,8 @@
  * the thread was on a core; summed over threads), which is the peak on a shared machine.
  * usage: fma_probe ITERATIONS   (threads from OMP_NUM_THREADS)
  * prints: ISA THREADS WALL_GFLOPS CPU_GFLOPS SECONDS CHECKSUM
+ * Built with -shared -fPIC -DFMA_PROBE_LIB instead, it exports fma_probe_run for
+ * in-process use (bench_matmul times it in the same rounds as the GEMMs).
  */
 #include <immintrin.h>
 #include <omp.h>
@@ -60,6 +62,22 @@ static double clock_s(clockid_t id) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+/* Runs `iters` steps of the chains on every thread of an OpenMP team (the caller's thread
+ * count); returns the FLOPs done. */
+double fma_probe_run(long iters) {
+    int nthreads = 1;
+    float sink = 0.f;
+#pragma omp parallel reduction(+ : sink)
+    {
+#pragma omp single
+        nthreads = omp_get_num_threads();
+        sink += chains(iters);
+    }
+    seed_b = 1e-7f + 0.f * sink; /* the chains' result is used: they are not dead code */
+    return 2.0 * LANES * 12 * (double)iters * nthreads;
+}
+
+#ifndef FMA_PROBE_LIB
 int main(int argc, char** argv) {
     long iters = argc > 1 ? atol(argv[1]) : 20000000L;
     int nthreads = 1;
@@ -85,3 +103,4 @@ int main(int argc, char** argv) {
            (double)sink);
     return 0;
 }
+#endif

@@ -76,6 +76,33 @@ def measure(trials: int = 12, iters: int = 3_000_000, threads=(1, 2)) -> dict:
     return res
 
 
+_LIB = {}
+
+
+def in_process():
+    """The probe compiled as a shared library and loaded into this process: returns
+    run(iters) -> FLOPs done on the current OpenMP thread count (None without a compiler).
+    bench_matmul times it alternately with the GEMMs, so its rate is what the cores gave
+    in the same rounds."""
+    if "run" not in _LIB:
+        import ctypes
+
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix="kiln-peak-lib-"))
+            flags = _cpu_flags()
+            isa_flags = ["-mavx512f", "-mfma"] if "avx512f" in flags else ["-mavx2", "-mfma"]
+            lib = tmp / "fma_probe.so"
+            subprocess.run([os.environ.get("CC", "cc"), "-O2", *isa_flags, "-fopenmp", "-shared",
+                            "-fPIC", "-DFMA_PROBE_LIB", str(HERE / "fma_probe.c"), "-o",
+                            str(lib)], check=True, capture_output=True, text=True)
+            fn = ctypes.CDLL(str(lib)).fma_probe_run
+            fn.argtypes, fn.restype = [ctypes.c_long], ctypes.c_double
+            _LIB["run"] = fn
+        except (OSError, subprocess.CalledProcessError):
+            _LIB["run"] = None
+    return _LIB["run"]
+
+
 def load(force: bool = False, quick: bool = False) -> dict:
     """The cached peak, measured first if missing (or when ``force``)."""
     if CACHE.exists() and not force:
