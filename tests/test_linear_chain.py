@@ -209,3 +209,29 @@ def test_post_accumulate_hooks_see_gradients_layer_by_layer():
     assert order == [4, 5, 2, 3, 0, 1]
     _, k2 = _pair((5, 4, "r", 3, "r", 2))  # other models still chain
     assert isinstance(k2(kiln.ones(2, 5)).grad_fn, LinearChain)
+
+
+def test_shared_layer_and_all_parameters_frozen():
+    """One Linear used twice (its gradient is the sum of both uses), then every parameter
+    frozen with only the input differentiated."""
+    torch.manual_seed(0)
+    tl = torch.nn.Linear(6, 6)
+    t = torch.nn.Sequential(tl, torch.nn.ReLU(), tl, torch.nn.ReLU(), torch.nn.Linear(6, 2))
+    kl = nn.Linear(6, 6)
+    k = nn.Sequential(kl, nn.ReLU(), kl, nn.ReLU(), nn.Linear(6, 2))
+    k.load_state_dict({n: v.detach().numpy() for n, v in t.state_dict().items()})
+    kx, tx = _inputs((5, 6))
+    ko, to = k(kx), t(tx)
+    assert isinstance(ko.grad_fn, LinearChain)
+    (ko ** 2).sum().backward()
+    (to ** 2).sum().backward()
+    assert_close(kl.weight.grad, tl.weight.grad)
+    assert_close(kl.bias.grad, tl.bias.grad)
+    assert_close(kx.grad, tx.grad)
+    for m in (k, t):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    kx.grad, tx.grad = None, None
+    (k(kx) ** 2).sum().backward()
+    (t(tx) ** 2).sum().backward()
+    assert_close(kx.grad, tx.grad)
