@@ -303,6 +303,33 @@ def test_one_and_two_threads_agree_bitwise(isa, dtype, threads):
         assert_close(outs[0], a, b, False, True, bias, "gelu")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(672, 2688, 450), (601, 2600, 97)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_two_threads_pack_one_shared_a_block(isa, dtype, shape, threads):
+    # More than 512 rows and each thread's half of the columns wider than a B block:
+    # the two threads split the columns and pack the A block together, each every other
+    # panel into one buffer, between barriers (run_problem's share_a). These shapes take
+    # that path on every ISA and dtype with this machine's caches (a 2 MiB L2); on others
+    # they still check the 1- vs 2-thread results. Several kc blocks (K = 450), a ragged
+    # last panel (M = 601), every transpose, the bias/relu epilogue.
+    m, n, k = shape
+    rng = np.random.default_rng(m + n + k)
+    bias = randn(rng, (n,), dtype)
+    for trans_a, trans_b in itertools.product((False, True), (False, True)):
+        a = randn(rng, (k, m) if trans_a else (m, k), dtype)
+        b = randn(rng, (n, k) if trans_b else (k, n), dtype)
+        outs = []
+        # 2 threads first: the shared buffer is the calling thread's own, which a 1-thread
+        # run of the same shape would leave holding the right panels
+        for nt in (2, 1):
+            _cpu.set_num_threads(nt)
+            outs.append(run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b, bias=bias,
+                            activation="relu"))
+        np.testing.assert_array_equal(outs[0], outs[1])
+        assert_close(outs[0], a, b, trans_a, trans_b, bias, "relu")
+
+
 def test_fewer_threads_than_asked_still_covers_every_tile():
     # OMP_THREAD_LIMIT=1 hands matmul a team of 1 although 2 threads are set
     # (as inside another parallel region): every C tile must still be written.
@@ -312,10 +339,14 @@ def test_fewer_threads_than_asked_still_covers_every_tile():
         from kiln import _cpu
         _cpu.set_num_threads(2)
         rng = np.random.default_rng(0)
-        a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 500))
-        out = np.full((300, 500), np.nan)
-        _cpu.matmul(a, b, out)
-        print(np.abs(out - a @ b).max())
+        err = 0.0
+        # the second shape would have the two threads share one packed A block
+        for m, k, n in ((300, 200, 500), (672, 450, 2688)):
+            a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+            out = np.full((m, n), np.nan)
+            _cpu.matmul(a, b, out)
+            err = max(err, np.abs(out - a @ b).max())
+        print(err)
         """
     )
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}

@@ -197,13 +197,21 @@ struct MicroKernel {
 };
 
 
+// A team packing one A block together (run_problem): thread tid packs every team-th panel.
+struct Share {
+  int tid = 0, team = 1;
+};
+
 // The serial blocked algorithm on rows [m0, m1) x columns [n0, n1) of one
 // batch element. abuf/bbuf/ebuf: this thread's packing buffers; pf (or null):
-// the next element's operands to prefetch while this one runs.
+// the next element's operands to prefetch while this one runs. With sh.team > 1, abuf
+// is the team's, filled between two barriers, and every A panel is packed (no in-place
+// or just-in-time A), so that all the team's threads pass the same barriers.
 template <class Kn>
 void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0,
                int64_t n1, const Blocking& bl, typename Kn::T* abuf, typename Kn::T* bbuf,
-               typename Kn::T* ebuf, NextPrefetch* pf = nullptr) {
+               typename Kn::T* ebuf, NextPrefetch* pf = nullptr, Share sh = {}) {
+  const bool shared = sh.team > 1;
   using T = typename Kn::T;
   constexpr int MR = Kn::MR, NR = Kn::NR;
   const int64_t M = p.M, N = p.N, K = p.K;
@@ -225,7 +233,7 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // panel reads lose to packing (0.82x vs 0.96x of MKL). Not when a row of a is
   // a multiple of 4 KiB (every k on the same L1 sets).
   const bool at_in_place =
-      p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
+      !shared && p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
 
   // A small, non-transposed B is read in place: its rows are then short and
   // few enough to stay in L1/L2 unpacked, and packing would cost about as
@@ -264,13 +272,13 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // +2%, 128x1000x128 +6%, 300x900x200 +2%; at M = 1000 it is even (-0.8%).
   const int64_t a_row_bytes = K * int64_t(sizeof(T));
   const bool a_short = n1 - n0 <= bl.nb && m1 - m0 <= 512 && a_row_bytes % 4096 != 0;
-  const bool a_in_place = !p.trans_a && (a_row_bytes <= 1024 || n1 - n0 <= NR || a_short);
+  const bool a_in_place = !shared && !p.trans_a && (a_row_bytes <= 1024 || n1 - n0 <= NR || a_short);
 
   // Just-in-time A packing: with one column block (N <= nb: every Linear layer and
   // most small products) each A panel is used only by the tiles right after it, so it
   // is packed then, into one reused slot that stays in L1, and the next panel's source
   // is prefetched meanwhile (PanelPrefetch).
-  const bool jit = n1 - n0 <= bl.nb;
+  const bool jit = !shared && n1 - n0 <= bl.nb;
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
     // Row panels: MR rows each, but a remainder of 1 or 2 rows (M = 128 =
@@ -290,10 +298,16 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
     auto packs = [&](int r) { return (!a_in_place && !at_in_place) || !whole(r); };
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
       const int64_t kcc = imin(kc, K - k0);
+      if (shared) {
+#pragma omp barrier
+      }
       for (int64_t ir = 0, pi = 0; ir < mb && !jit; ir += rows_at(ir), ++pi)
-        if (packs(rows_at(ir)))
+        if (packs(rows_at(ir)) && pi % sh.team == sh.tid)
           pack_a_panel<Kn>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, rows_at(ir), kcc,
                            abuf + pi * MR * kcc);
+      if (shared) {
+#pragma omp barrier
+      }
       const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
       for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
         const int64_t nb = imin(bl.nb, n1 - j0);
@@ -398,6 +412,14 @@ void run_problem(const Problem<typename Kn::T>& p) {
     if (tiles < nt) nt = int(imax(1, tiles));
     split_grid<Kn>(p.M, p.N, nt, &tm, &tn);
   }
+  // A team splitting only the columns, each thread's share wider than a B block, and
+  // more rows than a short tile: every thread would pack the same whole A block, so they
+  // pack it once, together, into one buffer. The A pack is the part of a large product
+  // the other core's memory traffic slows most (1-thread 2048x2048x1024 with it skipped:
+  // +3-5% alone, +10% beside another GEMM). 2 threads, two builds alternating in one
+  // process: 2048^3 +2-4%; 2000^3, 2500x2000x2500, 4096x1024x4096 even (+-2%).
+  const bool share_a = !by_batch && nt > 1 && tm == 1 && tn == nt && p.M > 512 &&
+                       cdiv(p.N, tn) > bl.nb + NR;
   const int64_t kc = imin(bl.kc, p.K);
   const size_t a_bytes = size_t(cdiv(imin(bl.mb, p.M), MR) * MR * kc) * sizeof(T);
   const size_t b_bytes = size_t(cdiv(imin(bl.nb, p.N), NR) * NR * kc) * sizeof(T);
@@ -412,8 +434,13 @@ void run_problem(const Problem<typename Kn::T>& p) {
   // costs libgomp ~0.7 us of team setup, several times a 4x4 product.
   // tid/team are passed in, never read from OpenMP: a direct call made inside some
   // outer parallel region must still do all the work itself.
+  T* shared_abuf = nullptr;
+  if (share_a) {
+    shared_abuf = static_cast<T*>(workspace(0, a_bytes));
+    if (!shared_abuf) throw std::bad_alloc();
+  }
   auto body = [&](int tid, int team) {
-    T* abuf = static_cast<T*>(workspace(0, a_bytes));
+    T* abuf = static_cast<T*>(shared_abuf && team == tn ? shared_abuf : workspace(0, a_bytes));
     T* bbuf = static_cast<T*>(workspace(1, b_bytes));
     T* ebuf = static_cast<T*>(workspace(2, e_bytes));
     const bool ok = abuf && bbuf && ebuf;
@@ -436,6 +463,17 @@ void run_problem(const Problem<typename Kn::T>& p) {
         }
         gemm_tile<Kn>(p, bi, 0, p.M, 0, p.N, bl, abuf, bbuf, ebuf, next);
       }
+    } else if (shared_abuf && team == tn) {
+      // Every thread must reach the same barriers: a failed allocation anywhere stops all.
+#pragma omp barrier
+      int bad;
+#pragma omp atomic read
+      bad = failed;
+      if (bad) return;
+      const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
+      const int64_t n0 = imin(p.N, tid * cols), n1 = imin(p.N, n0 + cols);
+      for (int64_t bi = 0; bi < p.batch; ++bi)
+        gemm_tile<Kn>(p, bi, 0, p.M, n0, n1, bl, abuf, bbuf, ebuf, nullptr, Share{tid, team});
     } else if (ok) {
       // Normally one tile per thread; the stride loop covers a team smaller
       // than asked for (nested inside another parallel region, OMP_DYNAMIC).
