@@ -11,7 +11,7 @@ x = x + 0.1 * kiln.randn(n, 2)
 model = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 2))
 loss_fn = nn.CrossEntropyLoss()
 optimizer = kiln.optim.Adam(model.parameters(), lr=0.05)
-for step in range(200):
+for _ in range(200):
     optimizer.zero_grad()
     logits = model(x)
     loss = loss_fn(logits, label)
