@@ -304,15 +304,16 @@ def test_one_and_two_threads_agree_bitwise(isa, dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(672, 2688, 450), (601, 2600, 97)],
+@pytest.mark.parametrize("shape", [(672, 2688, 450), (601, 2600, 270)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_two_threads_pack_one_shared_a_block(isa, dtype, shape, threads):
-    # More than 512 rows and each thread's half of the columns wider than a B block:
-    # the two threads split the columns and pack the A block together, each every other
-    # panel into one buffer, between barriers (run_problem's share_a). These shapes take
-    # that path on every ISA and dtype with this machine's caches (a 2 MiB L2); on others
-    # they still check the 1- vs 2-thread results. Several kc blocks (K = 450), a ragged
-    # last panel (M = 601), every transpose, the bias/relu epilogue.
+    # More than 512 rows, rows of A over 1 KiB and each thread's half of the columns
+    # wider than a B block: the two threads split the columns and pack the A block
+    # together, each every other panel into one buffer, between barriers (run_problem's
+    # share_a). These shapes take that path on every ISA and dtype with this machine's
+    # caches (a 2 MiB L2) but float64 AVX-512 at M = 601; on others they still check the
+    # 1- vs 2-thread results. Several kc blocks (K = 450), a ragged last panel (M = 601),
+    # every transpose, the bias/relu epilogue.
     m, n, k = shape
     rng = np.random.default_rng(m + n + k)
     bias = randn(rng, (n,), dtype)

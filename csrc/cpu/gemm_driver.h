@@ -412,14 +412,14 @@ void run_problem(const Problem<typename Kn::T>& p) {
     if (tiles < nt) nt = int(imax(1, tiles));
     split_grid<Kn>(p.M, p.N, nt, &tm, &tn);
   }
-  // A team splitting only the columns, each thread's share wider than a B block, and
-  // more rows than a short tile: every thread would pack the same whole A block, so they
-  // pack it once, together, into one buffer. The A pack is the part of a large product
+  // A team splitting only the columns, each thread's share wider than a B block, more
+  // rows than a short tile and rows longer than 1 KiB (A not read in place): every thread
+  // would pack the same whole A block, so they pack it once, together, into one buffer. The A pack is the part of a large product
   // the other core's memory traffic slows most (1-thread 2048x2048x1024 with it skipped:
   // +3-5% alone, +10% beside another GEMM). 2 threads, two builds alternating in one
   // process: 2048^3 +2-4%; 2000^3, 2500x2000x2500, 4096x1024x4096 even (+-2%).
   const bool share_a = !by_batch && nt > 1 && tm == 1 && tn == nt && p.M > 512 &&
-                       cdiv(p.N, tn) > bl.nb + NR;
+                       cdiv(p.N, tn) > bl.nb + NR && p.K * int64_t(sizeof(T)) > 1024;
   const int64_t kc = imin(bl.kc, p.K);
   const size_t a_bytes = size_t(cdiv(imin(bl.mb, p.M), MR) * MR * kc) * sizeof(T);
   const size_t b_bytes = size_t(cdiv(imin(bl.nb, p.N), NR) * NR * kc) * sizeof(T);
