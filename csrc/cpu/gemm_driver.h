@@ -414,10 +414,9 @@ void run_problem(const Problem<typename Kn::T>& p) {
   }
   // A team splitting only the columns, each thread's share wider than a B block, more
   // rows than a short tile and rows longer than 1 KiB (A not read in place): every thread
-  // would pack the same whole A block, so they pack it once, together, into one buffer. The A pack is the part of a large product
-  // the other core's memory traffic slows most (1-thread 2048x2048x1024 with it skipped:
-  // +3-5% alone, +10% beside another GEMM). 2 threads, two builds alternating in one
-  // process: 2048^3 +2-4%; 2000^3, 2500x2000x2500, 4096x1024x4096 even (+-2%).
+  // would pack the same whole A block, so they pack it once, together, into one buffer.
+  // 2 threads, two builds alternating in one process: 2048^3 +2-3%; 2000^3,
+  // 2500x2000x2500, 3000x1500x3000, 4096x1024x4096 even (within +-3%).
   const bool share_a = !by_batch && nt > 1 && tm == 1 && tn == nt && p.M > 512 &&
                        cdiv(p.N, tn) > bl.nb + NR && p.K * int64_t(sizeof(T)) > 1024;
   const int64_t kc = imin(bl.kc, p.K);
