@@ -1,6 +1,8 @@
 """Tensor basics: creation defaults like PyTorch's, dtypes, zero-copy NumPy and DLPack,
 indexing and assignment, in-place ops, printing, zero-size tensors, the allocator."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -154,6 +156,38 @@ def test_caching_allocator_reuses_buffers():
     after = kiln.memory_stats()
     assert after["hits"] - before["hits"] >= 30
     assert after["misses"] - before["misses"] <= 6
+
+
+def _vm_flags_of(address: int) -> list[str] | None:
+    """The VmFlags of the mapping holding `address` in /proc/self/smaps (None: not found)."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split(" ", 1)[0]
+        if "-" in head and ":" not in head:
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and line.startswith("VmFlags:"):
+            return line.split()[1:]
+    return None
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+                    or not Path("/proc/self/smaps").exists(),
+                    reason="no transparent huge pages on this system")
+def test_large_arrays_are_advised_for_huge_pages():
+    # kiln's NumPy memory handler replaces NumPy's allocator, which advises arrays of 4 MiB
+    # and more for transparent huge pages; kiln's must do the same from 2 MiB (large GEMM
+    # operands otherwise stream through 4 KiB pages). "hg" is the kernel's flag for
+    # madvise(MADV_HUGEPAGE); small arrays keep ordinary pages.
+    big = np.empty((1024, 1024), np.float32)  # 4 MiB, through kiln's handler
+    flags = _vm_flags_of(big.ctypes.data)
+    assert flags is not None and "hg" in flags, flags
+    x = kiln.randn(1500, 600)
+    w = kiln.randn(700, 600)
+    ref = x.numpy().astype(np.float64) @ w.numpy().astype(np.float64).T
+    # 1500 rows: the GEMM's packed A block is over 2 MiB, so its workspace is huge-page backed
+    np.testing.assert_allclose(kiln.nn.functional.linear(x, w).numpy(), ref, rtol=1e-4,
+                               atol=1e-3)
 
 
 def test_numpy_interop_operators():

@@ -14,6 +14,7 @@
 #include "cpu/allocator.h"
 
 #include <numpy/arrayobject.h>
+#include <sys/mman.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -56,11 +57,7 @@ size_t bin_of(size_t n) {
   return (n + step - 1) / step * step;
 }
 
-void* raw_alloc(size_t total) {
-  void* p = nullptr;
-  if (posix_memalign(&p, 64, total) != 0) return nullptr;
-  return p;
-}
+void* raw_alloc(size_t total) { return alloc_large(total); }
 
 void* do_malloc(size_t n, bool zero) {
   if (n == 0) n = 1;
@@ -145,6 +142,18 @@ void* h_realloc(void*, void* p, size_t n) {
   return q;
 }
 
+}  // namespace
+
+void* alloc_large(size_t bytes) {
+  void* p = nullptr;
+  if (bytes < kHugeMin) return posix_memalign(&p, 64, bytes) == 0 ? p : nullptr;
+  if (posix_memalign(&p, kHugeMin, bytes) != 0) return nullptr;
+  // Advice only: where THP is off ("never") or the kernel lacks it, this fails harmlessly.
+  madvise(p, (bytes + 4095) / 4096 * 4096, MADV_HUGEPAGE);
+  return p;
+}
+
+namespace {
 PyDataMem_Handler g_handler = {
     "kiln_caching_allocator", 1, {nullptr, h_malloc, h_calloc, h_realloc, h_free}};
 }  // namespace

@@ -8,4 +8,11 @@ bool install_numpy_allocator();    // route NumPy allocations of this context th
 pybind11::dict allocator_stats();  // allocated/peak/cached bytes, hits, misses
 void empty_cache();                // give cached blocks back to the system
 void reset_peak_stats();
+
+// Memory for a large buffer (freed with std::free), 64-byte aligned. From kHugeMin bytes on
+// it is 2 MiB aligned and advised for transparent huge pages, as NumPy's own allocator does
+// for arrays of 4 MiB and more (the handler above replaces that allocator, so it must do the
+// same): a GEMM streaming a 16 MiB operand through 4 KiB pages misses the TLB on most rows.
+constexpr size_t kHugeMin = size_t(2) << 20;
+void* alloc_large(size_t bytes);
 }  // namespace kiln::cpu

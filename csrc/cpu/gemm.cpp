@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/allocator.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_driver.h"
 #include "cpu/isa.h"
@@ -54,9 +55,10 @@ void* workspace(int slot, size_t bytes) {
   Workspace& ws = t_ws;
   if (bytes <= ws.cap[slot]) return ws.ptr[slot];
   std::free(ws.ptr[slot]);
-  // Round up to whole pages; aligned_alloc wants a multiple of the alignment.
-  const size_t want = (bytes + 4095) / 4096 * 4096;
-  ws.ptr[slot] = std::aligned_alloc(64, want);
+  // Whole pages (whole huge pages for a large buffer: see alloc_large).
+  const size_t page = bytes >= kHugeMin ? kHugeMin : 4096;
+  const size_t want = (bytes + page - 1) / page * page;
+  ws.ptr[slot] = alloc_large(want);
   ws.cap[slot] = ws.ptr[slot] ? want : 0;
   return ws.ptr[slot];
 }
