@@ -57,8 +57,6 @@ size_t bin_of(size_t n) {
   return (n + step - 1) / step * step;
 }
 
-void* raw_alloc(size_t total) { return alloc_large(total); }
-
 void* do_malloc(size_t n, bool zero) {
   if (n == 0) n = 1;
   Header* h;
@@ -87,7 +85,7 @@ void* do_malloc(size_t n, bool zero) {
     if (P.in_use > P.peak) P.peak = P.in_use;
   }
   if (!block) {
-    block = raw_alloc(bin + kHeader);
+    block = alloc_large(bin + kHeader);
     if (!block) {
       std::lock_guard<std::mutex> lock(P.mu);
       P.in_use -= bin;
@@ -151,6 +149,16 @@ void* alloc_large(size_t bytes) {
   // Advice only: where THP is off ("never") or the kernel lacks it, this fails harmlessly.
   madvise(p, (bytes + 4095) / 4096 * 4096, MADV_HUGEPAGE);
   return p;
+}
+
+void* GrowBuffer::get(size_t bytes) {
+  if (bytes <= cap) return ptr;
+  std::free(ptr);
+  const size_t page = bytes >= kHugeMin ? kHugeMin : 4096;
+  const size_t want = (bytes + page - 1) / page * page;
+  ptr = alloc_large(want);
+  cap = ptr ? want : 0;
+  return ptr;
 }
 
 namespace {

@@ -34,28 +34,11 @@ inline void valid_cols(int64_t off, int64_t sw, int64_t W, int64_t Wo, int64_t* 
   *hi = h;
 }
 
-struct Workspace {
-  void* ptr[4] = {nullptr, nullptr, nullptr, nullptr};
-  std::size_t cap[4] = {0, 0, 0, 0};
-  ~Workspace() {
-    for (void* p : ptr) std::free(p);
-  }
-};
-thread_local Workspace t_ws;
+thread_local GrowBuffer t_ws[4];
 
 }  // namespace
 
-void* workspace(int slot, std::size_t bytes) {
-  Workspace& ws = t_ws;
-  if (bytes <= ws.cap[slot]) return ws.ptr[slot];
-  std::free(ws.ptr[slot]);
-  // Whole pages (whole huge pages for a large buffer: see alloc_large).
-  const size_t page = bytes >= kHugeMin ? kHugeMin : 4096;
-  const size_t want = (bytes + page - 1) / page * page;
-  ws.ptr[slot] = alloc_large(want);
-  ws.cap[slot] = ws.ptr[slot] ? want : 0;
-  return ws.ptr[slot];
-}
+void* workspace(int slot, std::size_t bytes) { return t_ws[slot].get(bytes); }
 
 template <class T>
 void im2col(const T* x, const Geom& g, int64_t oh0, int64_t oh1, T* col) {

@@ -39,29 +39,12 @@ CacheSizes cache_sizes() {
   return cs;
 }
 
-// Grow-only, 64-byte aligned per-thread buffers. OpenMP reuses its worker
-// threads, so after the first call of a given size nothing is allocated.
-struct Workspace {
-  void* ptr[3] = {nullptr, nullptr, nullptr};
-  size_t cap[3] = {0, 0, 0};
-  ~Workspace() {
-    for (void* p : ptr) std::free(p);
-  }
-};
-thread_local Workspace t_ws;
+// Grow-only per-thread buffers. OpenMP reuses its worker threads, so after the
+// first call of a given size nothing is allocated.
+thread_local GrowBuffer t_ws[3];
 }  // namespace
 
-void* workspace(int slot, size_t bytes) {
-  Workspace& ws = t_ws;
-  if (bytes <= ws.cap[slot]) return ws.ptr[slot];
-  std::free(ws.ptr[slot]);
-  // Whole pages (whole huge pages for a large buffer: see alloc_large).
-  const size_t page = bytes >= kHugeMin ? kHugeMin : 4096;
-  const size_t want = (bytes + page - 1) / page * page;
-  ws.ptr[slot] = alloc_large(want);
-  ws.cap[slot] = ws.ptr[slot] ? want : 0;
-  return ws.ptr[slot];
-}
+void* workspace(int slot, size_t bytes) { return t_ws[slot].get(bytes); }
 
 Blocking blocking_for(int mr, int nr, size_t elem) {
   const CacheSizes cs = cache_sizes();

@@ -33,6 +33,7 @@
 #include <new>
 #include <type_traits>
 
+#include "cpu/allocator.h"
 #include "cpu/gemm.h"
 #include "cpu/rnn.h"
 #include "cpu/vecmath.h"
@@ -41,12 +42,7 @@ namespace kiln::cpu::rnn {
 namespace {
 
 // Grow-only 64-byte aligned scratch of the calling thread, carved into pieces for all threads.
-struct Scratch {
-  void* ptr = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(ptr); }
-};
-thread_local Scratch t_scratch;
+thread_local GrowBuffer t_scratch;
 
 struct Bump {
   char* base;
@@ -60,15 +56,9 @@ struct Bump {
 };
 
 char* scratch(size_t bytes) {
-  Scratch& s = t_scratch;
-  if (bytes > s.cap) {
-    std::free(s.ptr);
-    const size_t want = (bytes + 4095) / 4096 * 4096;
-    s.ptr = std::aligned_alloc(64, want);
-    s.cap = s.ptr ? want : 0;
-    if (!s.ptr) throw std::bad_alloc();
-  }
-  return static_cast<char*>(s.ptr);
+  void* p = t_scratch.get(bytes);
+  if (!p) throw std::bad_alloc();
+  return static_cast<char*>(p);
 }
 size_t piece(int64_t n, size_t elem) { return (size_t(n) * elem + 63) / 64 * 64; }
 
