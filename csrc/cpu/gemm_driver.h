@@ -228,12 +228,14 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   const int64_t kc = cdiv(K, nk);
   // A trans_a operand is already k-major (A(i, k) = a[k*M + i]): the kernel
   // reads its full MR-row panels in place with k stride M, as it reads a
-  // packed panel. Packing it cost ~7% at 128x128x256 (dW of a Linear layer).
-  // Only for short K (a Linear layer's batch): at 512x1000x1000 the strided
-  // panel reads lose to packing (0.82x vs 0.96x of MKL). Not when a row of a is
-  // a multiple of 4 KiB (every k on the same L1 sets).
-  const bool at_in_place =
-      !shared && p.trans_a && NR * int64_t(sizeof(T)) >= 128 && K * int64_t(sizeof(T)) <= 1024 && (M * int64_t(sizeof(T))) % 4096 != 0;
+  // packed panel. Only for outputs up to 128 x 128 or K up to 32: against packing, in
+  // place is +10% at 64^3 and +4% at 256x32x256, even at 128x256x128, but packing wins
+  // above (128x128x256 +4-7% in 6 runs, 512x128x512 / 784x128x256 +3-6%). Only for
+  // short K (a Linear layer's batch): at 512x1000x1000 the strided reads lose to packing
+  // (0.82x vs 0.96x of MKL). Not when a row of a is a multiple of 4 KiB (same L1 sets).
+  const bool at_in_place = !shared && p.trans_a && NR * int64_t(sizeof(T)) >= 128 &&
+                           K * int64_t(sizeof(T)) <= 1024 && (M * N <= 128 * 128 || K <= 32) &&
+                           (M * int64_t(sizeof(T))) % 4096 != 0;
 
   // A small, non-transposed B is read in place: its rows are then short and
   // few enough to stay in L1/L2 unpacked, and packing would cost about as
