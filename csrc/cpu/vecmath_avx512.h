@@ -44,13 +44,17 @@ inline __m512 recip(__m512 d) {
   return _mm512_mask_mov_ps(r1, inf, r0);
 }
 
-inline __m512 exp(__m512 x) {
-  // Beyond 89, exp overflows. Below -87.33 the result would be a float denormal: producing
-  // one costs a ~100-cycle microcode assist per instruction (sigmoid/silu/softplus of
-  // |x| > 87 inputs ran 10-20x slower), so those lanes are flushed to 0 (absolute error
-  // < 1.2e-38) and their argument clamped so no instruction creates a denormal.
-  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_LT_OQ);
-  x = clamp_keep_nan(x, -87.33f, 89.0f);
+// e^x for x in [-87.33, 89] (no NaN): the range reduction and polynomial of exp() below,
+// without its clamps. For callers that have already bounded x (tanh), where the compare,
+// clamp and blend would be a sixth of the work.
+
+// 1/d for finite d >= 1: recip() without the infinity check.
+inline __m512 recip_finite(__m512 d) {
+  const __m512 r0 = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(r0, _mm512_fnmadd_ps(d, r0, _mm512_set1_ps(1.0f)), r0);
+}
+
+inline __m512 exp_in_range(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // ln2 = C1 + C2, C1 exact
@@ -62,7 +66,18 @@ inline __m512 exp(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_mask_blend_ps(tiny, _mm512_scalef_ps(p, n), _mm512_setzero_ps());
+  return _mm512_scalef_ps(p, n);
+}
+
+inline __m512 exp(__m512 x) {
+  // Beyond 89, exp overflows. Below -87.33 the result would be a float denormal: producing
+  // one costs a ~100-cycle microcode assist per instruction (sigmoid/silu/softplus of
+  // |x| > 87 inputs ran 10-20x slower), so those lanes are flushed to 0 (absolute error
+  // < 1.2e-38) and their argument clamped so no instruction creates a denormal.
+  // (NaN passes the clamp and the polynomial, and comes out NaN.)
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_LT_OQ);
+  x = clamp_keep_nan(x, -87.33f, 89.0f);
+  return _mm512_mask_blend_ps(tiny, exp_in_range(x), _mm512_setzero_ps());
 }
 
 // expm1 for x <= 0 (ELU's negative branch); NaN propagates.
@@ -120,17 +135,17 @@ inline __m512 sigmoid(__m512 x) {
 
 inline __m512 tanh(__m512 x) {
   const __m512 ax = _mm512_abs_ps(x);
-  // Large branch: 1 - 2 / (exp(2|x|) + 1); exp overflow gives exactly 1.
-  // 2|x| capped at 20: tanh(10) already rounds to 1 in float, and exp overflowing to inf
-  // for larger |x| makes rcp14/Newton take slow special-case paths.
-  const __m512 e = exp(_mm512_min_ps(_mm512_add_ps(ax, ax), _mm512_set1_ps(20.0f)));
-  const __m512 r = recip(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
-  __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                             _mm512_add_ps(r, r));
-  // Copy the sign of x onto the (non-negative) large-branch result.
-  const __m512 sign = _mm512_castsi512_ps(
-      _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u))));
-  big = _mm512_or_ps(big, sign);
+  // Large branch: 1 - 2 / (exp(2|x|) + 1). 2|x| capped at 20: tanh(10) already rounds to 1
+  // in float, and the cap keeps exp in range, so its clamps and the infinity check of
+  // recip() are not needed (a NaN x reads 20 here: min returns its second operand; the
+  // polynomial branch below carries the NaN).
+  const __m512 e = exp_in_range(_mm512_min_ps(_mm512_add_ps(ax, ax), _mm512_set1_ps(20.0f)));
+  const __m512 r = recip_finite(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+  // 1 - 2r (2r exact, so one rounding, as 1 - (r + r)), then x's sign bit or-ed in:
+  // ternary logic 0xF8 = a | (b & c).
+  const __m512 big = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+      _mm512_castps_si512(_mm512_fnmadd_ps(r, _mm512_set1_ps(2.0f), _mm512_set1_ps(1.0f))),
+      _mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)), 0xF8));
   const __m512 z = _mm512_mul_ps(x, x);
   __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
   p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
