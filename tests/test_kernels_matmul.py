@@ -218,6 +218,10 @@ LINEAR_SHAPES = [  # (M, N, K)
     (16, 100, 64),
     (122, 8, 50),
     (29, 5, 7),
+    # short rows (K*itemsize <= 1 KiB) in a tile over 256 rows and at least 16 column
+    # panels wide: A packed just in time instead of read in place; ragged panels both ways
+    (300, 520, 64),
+    (1283, 530, 33),
 ]
 
 

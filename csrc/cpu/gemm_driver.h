@@ -261,20 +261,26 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
                        !at_in_place;
   const bool b_in_place = !p.trans_b && (K * (n1 - n0) * int64_t(sizeof(T)) <= 64 * 1024 ||
                                          m1 - m0 <= MR || b_short);
-  // Likewise short rows of a row-major A are read in place: packing costs
-  // about 32/N of the product, which matters for small N; rows of at most
-  // 1 KiB also keep the MR row streams off the same L1 sets. A ragged last
-  // row panel is still packed, so no row past M is ever read.
+  // Likewise short rows (at most 1 KiB) of a row-major A are read in place, unless the tile
+  // is both tall (over 256 rows) and wide (512 columns or more): packing costs about 32/N of
+  // the product, and such rows keep the MR row streams off the same L1 sets; but in a tall,
+  // wide tile the MR strided row streams per panel lose to one packed stream whenever the
+  // shared core's L2 is busy. 1 thread, builds alternating with MKL, rounds split by an
+  // L2-bandwidth probe: packed, 1280x64x512 +3..+14%, 512x64x512 +5..+15% (2 threads
+  // +12%); 1024x64x128 and 1024x128x128 -4..-5%, 1024x128x256 -1..-2%.
+  // A ragged last row panel is always packed, so no row past M is ever read.
   // With a single column panel (narrow N) each A element is used once per
   // panel, so packing A never pays off, whatever K.
-  // Nor does it with a single column block (N <= nb, A would be packed just in time)
-  // for a short tile (M up to a few hundred rows) whose rows are not a multiple of
-  // 4 KiB (same L1 sets): the panel's rows stay in L1 for all its column tiles, and
-  // the pack was ~4% of the product. Measured per build, 1 thread: 128x784x256
-  // +2%, 128x1000x128 +6%, 300x900x200 +2%; at M = 1000 it is even (-0.8%).
+  // Nor does it for longer rows with a single column block (N <= nb, A would be packed
+  // just in time) in a short tile (M up to a few hundred rows) whose rows are not a
+  // multiple of 4 KiB (same L1 sets): the panel's rows stay in L1 for all its column
+  // tiles, and the pack was ~4% of the product. Measured per build, 1 thread: 128x784x256
+  // +2%, 128x1000x128 +6%, 300x900x200 +2..+7%; at M = 1000 it is even (-0.8%).
   const int64_t a_row_bytes = K * int64_t(sizeof(T));
-  const bool a_short = n1 - n0 <= bl.nb && m1 - m0 <= 512 && a_row_bytes % 4096 != 0;
-  const bool a_in_place = !shared && !p.trans_a && (a_row_bytes <= 1024 || n1 - n0 <= NR || a_short);
+  const bool a_short = a_row_bytes <= 1024
+                           ? m1 - m0 <= 256 || n1 - n0 < 16 * NR
+                           : n1 - n0 <= bl.nb && m1 - m0 <= 512 && a_row_bytes % 4096 != 0;
+  const bool a_in_place = !shared && !p.trans_a && (n1 - n0 <= NR || a_short);
 
   // Just-in-time A packing: with one column block (N <= nb: every Linear layer and
   // most small products) each A panel is used only by the tiles right after it, so it
