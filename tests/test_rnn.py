@@ -84,6 +84,7 @@ CONFIGS = [  # num_layers, bidirectional, batch_first, bias, T, B, I, H
     (2, True, True, True, 1, 1, 4, 3),
     (1, True, False, False, 6, 1, 2, 11),
     (3, True, False, True, 3, 17, 4, 6),  # 17 rows: the batch is split over threads
+    (1, True, False, True, 4, 3, 5, 37),  # H = 2 x 16 + 5: full vectors and a tail per gate
 ]
 
 
@@ -100,6 +101,21 @@ def test_layer_vs_torch(kind, cfg, dtype):
     h0 = torch.randn(L * D, B, H, generator=g, dtype=dtype)
     hx = (h0, torch.randn(L * D, B, H, generator=g, dtype=dtype)) if kind == "lstm" else h0
     compare(tm, km, x, hx, kind == "lstm", tol=TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inference_forward_matches_training_forward(kind):
+    # Without grad the cell writes its gate activations over the step's GEMM output instead
+    # of into saved gates; the outputs must be the same.
+    tm, km = make(kind, 6, 37, num_layers=2, bidirectional=True)
+    x = kiln.from_numpy(np.random.default_rng(3).standard_normal((5, 4, 6)).astype(np.float32))
+    out, _ = km(x)
+    with kiln.no_grad():
+        out_ng, _ = km(x)
+    np.testing.assert_array_equal(out.detach().numpy(), out_ng.numpy())
+    with torch.no_grad():
+        ref, _ = tm(torch.from_numpy(x.numpy()))
+    np.testing.assert_allclose(out_ng.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", KINDS)

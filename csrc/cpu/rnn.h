@@ -46,3 +46,11 @@ void backward(const Bwd<float>& p);
 void backward(const Bwd<double>& p);
 
 }  // namespace kiln::cpu::rnn
+
+namespace kiln::cpu::avx512 {
+// The LSTM / GRU cell updates of one row, fused (rnn_avx512.cpp; AVX-512 machines only).
+void lstm_cell(const float* g, const float* x, float* a, float* c, float* h, float* o,
+               float* c_save, int64_t H);
+void gru_cell(const float* g, const float* x, float* a, float* h, float* o, float* gh_n_save,
+              int64_t H);
+}  // namespace kiln::cpu::avx512

@@ -185,6 +185,12 @@ void forward_impl(const Fwd<T>& p) {
         switch (p.mode) {
           case Mode::lstm: {
             T* cb = c + (b - b0) * H;
+            if constexpr (std::is_same_v<T, float>) {
+              if (lp.simd) {
+                avx512::lstm_cell(g, x, a, cb, hb, o, p.extra ? p.extra + idx * H : nullptr, H);
+                break;
+              }
+            }
             #pragma omp simd
             for (int64_t j = 0; j < GH; ++j) g[j] += x[j];
             vsigmoid(g, a, 2 * H, lp.simd);
@@ -199,6 +205,12 @@ void forward_impl(const Fwd<T>& p) {
             break;
           }
           case Mode::gru: {
+            if constexpr (std::is_same_v<T, float>) {
+              if (lp.simd) {
+                avx512::gru_cell(g, x, a, hb, o, p.extra ? p.extra + idx * H : nullptr, H);
+                break;
+              }
+            }
             if (p.extra) std::memcpy(p.extra + idx * H, g + 2 * H, sizeof(T) * H);
             #pragma omp simd
             for (int64_t j = 0; j < 2 * H; ++j) g[j] += x[j];
