@@ -308,16 +308,15 @@ def test_one_and_two_threads_agree_bitwise(isa, dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(672, 2688, 450), (601, 2600, 270)],
+@pytest.mark.parametrize("shape", [(672, 2688, 450), (601, 2600, 270), (1000, 700, 300)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_two_threads_pack_one_shared_a_block(isa, dtype, shape, threads):
-    # More than 512 rows, rows of A over 1 KiB and each thread's half of the columns
-    # wider than a B block: the two threads split the columns and pack the A block
-    # together, each every other panel into one buffer, between barriers (run_problem's
-    # share_a). These shapes take that path on every ISA and dtype with this machine's
-    # caches (a 2 MiB L2) but float64 AVX-512 at M = 601; on others they still check the
-    # 1- vs 2-thread results. Several kc blocks (K = 450), a ragged last panel (M = 601),
-    # every transpose, the bias/relu epilogue.
+def test_two_threads_claim_tiles_dynamically(isa, dtype, shape, threads):
+    # Large products with rows of A over 1 KiB: 2 threads split C into ~8 tiles (columns
+    # split evenly into blocks of at most nb, rows in multiples of MR) and claim them one
+    # at a time (run_problem's dynamic split), so which thread computes a tile varies from
+    # call to call; the result must not. Several tile rows and columns, ragged last tiles
+    # and panels (M = 601, N = 700), several kc blocks (K = 450), every transpose, the
+    # bias/relu epilogue; the outputs of 2 and 1 threads must agree bit for bit.
     m, n, k = shape
     rng = np.random.default_rng(m + n + k)
     bias = randn(rng, (n,), dtype)
@@ -325,8 +324,6 @@ def test_two_threads_pack_one_shared_a_block(isa, dtype, shape, threads):
         a = randn(rng, (k, m) if trans_a else (m, k), dtype)
         b = randn(rng, (n, k) if trans_b else (k, n), dtype)
         outs = []
-        # 2 threads first: the shared buffer is the calling thread's own, which a 1-thread
-        # run of the same shape would leave holding the right panels
         for nt in (2, 1):
             _cpu.set_num_threads(nt)
             outs.append(run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b, bias=bias,

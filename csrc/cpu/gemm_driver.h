@@ -24,7 +24,6 @@
 // activation when it writes back the last one -- the epilogue costs no extra
 // pass over C.
 #pragma once
-#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -197,21 +196,13 @@ struct MicroKernel {
 };
 
 
-// A team packing one A block together (run_problem): thread tid packs every team-th panel.
-struct Share {
-  int tid = 0, team = 1;
-};
-
 // The serial blocked algorithm on rows [m0, m1) x columns [n0, n1) of one
 // batch element. abuf/bbuf/ebuf: this thread's packing buffers; pf (or null):
-// the next element's operands to prefetch while this one runs. With sh.team > 1, abuf
-// is the team's, filled between two barriers, and every A panel is packed (no in-place
-// or just-in-time A), so that all the team's threads pass the same barriers.
+// the next element's operands to prefetch while this one runs.
 template <class Kn>
 void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t m1, int64_t n0,
                int64_t n1, const Blocking& bl, typename Kn::T* abuf, typename Kn::T* bbuf,
-               typename Kn::T* ebuf, NextPrefetch* pf = nullptr, Share sh = {}) {
-  const bool shared = sh.team > 1;
+               typename Kn::T* ebuf, NextPrefetch* pf = nullptr) {
   using T = typename Kn::T;
   constexpr int MR = Kn::MR, NR = Kn::NR;
   const int64_t M = p.M, N = p.N, K = p.K;
@@ -233,7 +224,7 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   // above (128x128x256 +4-7% in 6 runs, 512x128x512 / 784x128x256 +3-6%). Only for
   // short K (a Linear layer's batch): at 512x1000x1000 the strided reads lose to packing
   // (0.82x vs 0.96x of MKL). Not when a row of a is a multiple of 4 KiB (same L1 sets).
-  const bool at_in_place = !shared && p.trans_a && NR * int64_t(sizeof(T)) >= 128 &&
+  const bool at_in_place = p.trans_a && NR * int64_t(sizeof(T)) >= 128 &&
                            K * int64_t(sizeof(T)) <= 1024 && (M * N <= 128 * 128 || K <= 32) &&
                            (M * int64_t(sizeof(T))) % 4096 != 0;
 
@@ -280,13 +271,13 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
   const bool a_short = a_row_bytes <= 1024
                            ? m1 - m0 <= 256 || n1 - n0 < 16 * NR
                            : n1 - n0 <= bl.nb && m1 - m0 <= 512 && a_row_bytes % 4096 != 0;
-  const bool a_in_place = !shared && !p.trans_a && (n1 - n0 <= NR || a_short);
+  const bool a_in_place = !p.trans_a && (n1 - n0 <= NR || a_short);
 
   // Just-in-time A packing: with one column block (N <= nb: every Linear layer and
   // most small products) each A panel is used only by the tiles right after it, so it
   // is packed then, into one reused slot that stays in L1, and the next panel's source
   // is prefetched meanwhile (PanelPrefetch).
-  const bool jit = !shared && n1 - n0 <= bl.nb;
+  const bool jit = n1 - n0 <= bl.nb;
   for (int64_t i0 = m0; i0 < m1; i0 += bl.mb) {
     const int64_t mb = imin(bl.mb, m1 - i0);
     // Row panels: MR rows each, but a remainder of 1 or 2 rows (M = 128 =
@@ -306,16 +297,10 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
     auto packs = [&](int r) { return (!a_in_place && !at_in_place) || !whole(r); };
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
       const int64_t kcc = imin(kc, K - k0);
-      if (shared) {
-#pragma omp barrier
-      }
       for (int64_t ir = 0, pi = 0; ir < mb && !jit; ir += rows_at(ir), ++pi)
-        if (packs(rows_at(ir)) && pi % sh.team == sh.tid)
+        if (packs(rows_at(ir)))
           pack_a_panel<Kn>(a + (i0 + ir) * a_rs + k0 * a_cs, a_rs, a_cs, rows_at(ir), kcc,
                            abuf + pi * MR * kcc);
-      if (shared) {
-#pragma omp barrier
-      }
       const Epi<T> epi0{nullptr, p.act, k0 == 0, k0 + kcc == K};
       for (int64_t j0 = n0; j0 < n1; j0 += bl.nb) {
         const int64_t nb = imin(bl.nb, n1 - j0);
@@ -375,134 +360,6 @@ void gemm_tile(const Problem<typename Kn::T>& p, int64_t bi, int64_t m0, int64_t
       }
     }
   }
-}
-
-// Splits an M x N output among nt threads as a tm x tn grid of tiles whose
-// edges are multiples of MR / NR: least work per thread first (padding
-// counted), then least packing (tile perimeter).
-template <class Kn>
-void split_grid(int64_t M, int64_t N, int nt, int* tm_out, int* tn_out) {
-  int64_t best_work = -1, best_perim = 0;
-  for (int tn = 1; tn <= nt; ++tn) {
-    if (nt % tn) continue;
-    const int tm = nt / tn;
-    const int64_t rows = cdiv(cdiv(M, tm), Kn::MR) * Kn::MR;
-    const int64_t cols = cdiv(cdiv(N, tn), Kn::NR) * Kn::NR;
-    const int64_t work = rows * cols, perim = rows + cols;
-    if (best_work < 0 || work < best_work || (work == best_work && perim < best_perim)) {
-      best_work = work;
-      best_perim = perim;
-      *tm_out = tm;
-      *tn_out = tn;
-    }
-  }
-}
-
-// Runs the whole batched problem: parallel over the batch when it has enough
-// elements to keep every thread busy, otherwise over a grid of C tiles (every
-// thread does its tile of each batch element; tiles are disjoint, so no
-// barrier is needed). Each thread packs into its own buffers.
-template <class Kn>
-void run_problem(const Problem<typename Kn::T>& p) {
-  using T = typename Kn::T;
-  constexpr int MR = Kn::MR, NR = Kn::NR;
-  if (p.batch == 0 || p.M == 0 || p.N == 0 || p.K == 0) return;  // K = 0 handled by the caller
-  const Blocking bl = blocking_for(MR, NR, sizeof(T));
-  const double flops = 2.0 * double(p.batch) * double(p.M) * double(p.N) * double(p.K);
-  int nt = threads_for(flops);
-  const double per_matrix = 2.0 * double(p.M) * double(p.N) * double(p.K);
-  const bool by_batch = p.batch >= nt && (p.batch % nt == 0 || p.batch >= 4 * nt ||
-                                          per_matrix <= 2.0 * 128 * 128 * 128);
-  int tm = 1, tn = 1;
-  if (!by_batch) {
-    // Don't hand a thread less than one micro-tile of work.
-    const int64_t tiles = cdiv(p.M, MR) * cdiv(p.N, NR);
-    if (tiles < nt) nt = int(imax(1, tiles));
-    split_grid<Kn>(p.M, p.N, nt, &tm, &tn);
-  }
-  // A team splitting only the columns, each thread's share wider than a B block, more
-  // rows than a short tile and rows longer than 1 KiB (A not read in place): every thread
-  // would pack the same whole A block, so they pack it once, together, into one buffer.
-  // 2 threads, two builds alternating in one process: 2048^3 +2-3%; 2000^3,
-  // 2500x2000x2500, 3000x1500x3000, 4096x1024x4096 even (within +-3%).
-  const bool share_a = !by_batch && nt > 1 && tm == 1 && tn == nt && p.M > 512 &&
-                       cdiv(p.N, tn) > bl.nb + NR && p.K * int64_t(sizeof(T)) > 1024;
-  const int64_t kc = imin(bl.kc, p.K);
-  const size_t a_bytes = size_t(cdiv(imin(bl.mb, p.M), MR) * MR * kc) * sizeof(T);
-  const size_t b_bytes = size_t(cdiv(imin(bl.nb, p.N), NR) * NR * kc) * sizeof(T);
-  const size_t e_bytes = size_t(NR * kc) * sizeof(T);
-  int failed = 0;
-  // Batch elements of at most 256 KiB each (A + B + C): prefetch the next one
-  // (larger products reuse their operands long enough for the hardware).
-  const double elem_bytes = double(sizeof(T)) * double(p.M * p.K + p.K * p.N + p.M * p.N);
-  const bool prefetch_next = by_batch && elem_bytes <= 256.0 * 1024;
-
-  // The team body. One thread runs it directly: even an if(false) parallel region
-  // costs libgomp ~0.7 us of team setup, several times a 4x4 product.
-  // tid/team are passed in, never read from OpenMP: a direct call made inside some
-  // outer parallel region must still do all the work itself.
-  T* shared_abuf = nullptr;
-  if (share_a) {
-    shared_abuf = static_cast<T*>(workspace(0, a_bytes));
-    if (!shared_abuf) throw std::bad_alloc();
-  }
-  auto body = [&](int tid, int team) {
-    T* abuf = static_cast<T*>(shared_abuf && team == tn ? shared_abuf : workspace(0, a_bytes));
-    T* bbuf = static_cast<T*>(workspace(1, b_bytes));
-    T* ebuf = static_cast<T*>(workspace(2, e_bytes));
-    const bool ok = abuf && bbuf && ebuf;
-    if (!ok) {
-#pragma omp atomic write
-      failed = 1;
-    }
-    if (by_batch) {
-      // static split of the batch, the same as schedule(static)
-      const int64_t per = cdiv(p.batch, team);
-      const int64_t b0 = imin(p.batch, tid * per), b1 = imin(p.batch, b0 + per);
-      for (int64_t bi = b0; bi < b1; ++bi) {
-        if (!ok) continue;
-        NextPrefetch pf, *next = nullptr;
-        if (prefetch_next && bi + 1 < b1) {
-          const int64_t e = int64_t(sizeof(T));
-          if (p.a_bstride) pf.add(p.a + (bi + 1) * p.a_bstride, p.M * p.K * e);
-          if (p.b_bstride) pf.add(p.b + (bi + 1) * p.b_bstride, p.K * p.N * e);
-          next = &pf;
-        }
-        gemm_tile<Kn>(p, bi, 0, p.M, 0, p.N, bl, abuf, bbuf, ebuf, next);
-      }
-    } else if (shared_abuf && team == tn) {
-      // Every thread must reach the same barriers: a failed allocation anywhere stops all.
-#pragma omp barrier
-      int bad;
-#pragma omp atomic read
-      bad = failed;
-      if (bad) return;
-      const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
-      const int64_t n0 = imin(p.N, tid * cols), n1 = imin(p.N, n0 + cols);
-      for (int64_t bi = 0; bi < p.batch; ++bi)
-        gemm_tile<Kn>(p, bi, 0, p.M, n0, n1, bl, abuf, bbuf, ebuf, nullptr, Share{tid, team});
-    } else if (ok) {
-      // Normally one tile per thread; the stride loop covers a team smaller
-      // than asked for (nested inside another parallel region, OMP_DYNAMIC).
-      const int64_t rows = cdiv(cdiv(p.M, tm), MR) * MR;
-      const int64_t cols = cdiv(cdiv(p.N, tn), NR) * NR;
-      for (int t = tid; t < tm * tn; t += team) {
-        const int ti = t / tn, tj = t % tn;
-        const int64_t m0 = imin(p.M, ti * rows), m1 = imin(p.M, m0 + rows);
-        const int64_t n0 = imin(p.N, tj * cols), n1 = imin(p.N, n0 + cols);
-        if (m0 < m1 && n0 < n1)
-          for (int64_t bi = 0; bi < p.batch; ++bi)
-            gemm_tile<Kn>(p, bi, m0, m1, n0, n1, bl, abuf, bbuf, ebuf);
-      }
-    }
-  };
-  if (nt == 1) {
-    body(0, 1);
-  } else {
-#pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num(), omp_get_num_threads());
-  }
-  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace

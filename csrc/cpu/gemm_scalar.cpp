@@ -2,7 +2,7 @@
 // the generic driver and micro-kernel of gemm_driver.h with one-element
 // "vectors". The 4 x 4 tile keeps 16 accumulators, which at the baseline
 // x86-64 target (SSE2, 16 xmm registers) the compiler may still vectorize.
-#include "cpu/gemm_driver.h"
+#include "cpu/gemm_run.h"
 
 namespace kiln::cpu::gemm {
 namespace {

@@ -7,7 +7,7 @@
 #pragma once
 #include <immintrin.h>
 
-#include "cpu/gemm_driver.h"
+#include "cpu/gemm_run.h"
 
 namespace kiln::cpu::gemm {
 namespace {
