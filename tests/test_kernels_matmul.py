@@ -332,6 +332,22 @@ def test_two_threads_claim_tiles_dynamically(isa, dtype, shape, threads):
         assert_close(outs[0], a, b, trans_a, trans_b, bias, "relu")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiles_claimed_across_a_small_batch(isa, dtype, threads):
+    # A batch too small to split by element between 2 threads (3) of products large enough
+    # for the dynamic split: the claimed tiles run over (element, tile) pairs, a's batch
+    # broadcast (stride 0) against b's.
+    rng = np.random.default_rng(5)
+    a = randn(rng, (300, 300), dtype)
+    b = randn(rng, (3, 300, 310), dtype)
+    outs = []
+    for nt in (2, 1):
+        _cpu.set_num_threads(nt)
+        outs.append(run(a, b, (3, 300, 310), dtype))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert_close(outs[0], a, b)
+
+
 def test_fewer_threads_than_asked_still_covers_every_tile():
     # OMP_THREAD_LIMIT=1 hands matmul a team of 1 although 2 threads are set
     # (as inside another parallel region): every C tile must still be written.
