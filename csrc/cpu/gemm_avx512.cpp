@@ -26,10 +26,30 @@ using KernelF64 = MicroKernel<F64x8, 8, 3>;  // 8 x 24
 using KernelF32N = MicroKernel<F32x16, 16, 1>;
 using KernelF64N = MicroKernel<F64x8, 16, 1>;
 
+// Small products (the whole k x N of B within 64 KiB, read in place: attention heads,
+// batched 64^3, small Linear layers) take narrower, shorter tiles. With few rows and
+// columns to go round, the 14 x 32 tile's 14 in-place A row streams and its padding
+// dominate: M = 64 runs as 4 x 14 + 8 rows, N = 48 as 32 + a packed, half-empty 16.
+// 6 x 64 (24 accumulators, one whole 256-byte B row per k step) where N fills 64-wide
+// panels as well as any, else 8 x 48 or 8 x 32, whichever pads N less. 1 thread,
+// alternating with the 14 x 32 build and PyTorch in one process, GFLOP/s 14x32 -> now:
+// batched 64 x 64^3 86 -> 113 (PyTorch 96), 64 x 48^3 59 -> 110 (106), 64 x (64x64x48)
+// 66 -> 112 (100), 64 x 32^3 70 -> 85 (90), 8 x (256x64x256) 77 -> 93 (84), 128^3
+// 109 -> 119 (113), 1024x128x128 113 -> 127 (112); trans_a / trans_b alike (+6..+13%).
+using KernelF32S64 = MicroKernel<F32x16, 6, 4>;
+using KernelF32S48 = MicroKernel<F32x16, 8, 3>;
+using KernelF32S32 = MicroKernel<F32x16, 8, 2>;
+
 }  // namespace
 
 void run_avx512(const Problem<float>& p) {
   if (p.N <= KernelF32N::NR) return run_problem<KernelF32N>(p);
+  if (p.K * p.N * int64_t(sizeof(float)) <= 64 * 1024) {
+    const int64_t n64 = cdiv(p.N, 64) * 64, n48 = cdiv(p.N, 48) * 48, n32 = cdiv(p.N, 32) * 32;
+    if (n64 <= n48 && n64 <= n32) return run_problem<KernelF32S64>(p);
+    if (n48 < n32) return run_problem<KernelF32S48>(p);
+    return run_problem<KernelF32S32>(p);
+  }
   run_problem<KernelF32>(p);
 }
 void run_avx512(const Problem<double>& p) {

@@ -1,0 +1,83 @@
+"""Tests of the AVX-512 small-product tiles of kiln._cpu.matmul (gemm_avx512.cpp):
+products whose k x N of B fits 64 KiB run a 6 x 64, 8 x 48 or 8 x 32 tile, picked by
+which pads N least; larger ones the 14 x 32 tile. Every ISA runs the same shapes (the
+other paths must agree too). Oracle and tolerances as in test_kernels_matmul.py.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+
+# isa (every ISA in turn, forced) and threads (restores the count) are fixtures, used by name
+from test_kernels_matmul import DTYPES, assert_close, isa, randn, run, threads  # noqa: F401
+
+from kiln import _cpu
+
+# (M, N, K). N picks the tile: 64 / 128 -> 6 x 64, 48 / 96 -> 8 x 48 (96: 8 x 48 and
+# 8 x 32 pad alike -> 8 x 32), 32 / 40 -> 8 x 32 and 8 x 48; 100 -> 6 x 64 with a ragged
+# 36-column panel. M leaves every remainder of 6 and 8 somewhere (1, 5, 7, 13, 47, 65,
+# 130); K = 256 with N = 64 is exactly 64 KiB of float32 (small), K = 257 just over.
+SMALL_SHAPES = [
+    (64, 64, 64),
+    (65, 64, 17),
+    (47, 48, 48),
+    (13, 96, 31),
+    (7, 32, 32),
+    (5, 40, 9),
+    (1, 128, 128),
+    (130, 128, 128),
+    (64, 100, 50),
+    (33, 64, 256),
+    (33, 64, 257),
+    (1000, 64, 24),
+]
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_small_products_all_transposes_with_epilogue(dtype, shape):
+    m, n, k = shape
+    rng = np.random.default_rng(m * 7919 + n * 31 + k)
+    bias = randn(rng, (n,), dtype)
+    for trans_a, trans_b in itertools.product((False, True), (False, True)):
+        a = randn(rng, (k, m) if trans_a else (m, k), dtype)
+        b = randn(rng, (n, k) if trans_b else (k, n), dtype)
+        out = run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b)
+        assert_close(out, a, b, trans_a, trans_b)
+        out = run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b, bias=bias,
+                  activation="relu")
+        assert_close(out, a, b, trans_a, trans_b, bias, "relu")
+
+
+@pytest.mark.usefixtures("isa", "threads")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(64, 64, 64), (48, 48, 48), (32, 32, 32), (29, 80, 80)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_small_batches_one_and_two_threads_agree_bitwise(dtype, shape):
+    # Batches of small products (attention heads) split over the batch between threads;
+    # each element is computed the same way by whichever thread, so 1 and 2 threads
+    # agree bit for bit. A broadcast operand (batch 1, stride 0) on each side.
+    m, n, k = shape
+    rng = np.random.default_rng(m + n + k)
+    for ba, bb in ((16, 16), (1, 16), (16, 1)):
+        a = randn(rng, (ba, m, k), dtype)
+        b = randn(rng, (bb, k, n), dtype)
+        outs = []
+        for nt in (1, 2):
+            _cpu.set_num_threads(nt)
+            outs.append(run(a, b, (16, m, n), dtype))
+        np.testing.assert_array_equal(outs[0], outs[1])
+        assert_close(outs[0], a, b)
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_small_tiles_apply_gelu_epilogue(act):
+    rng = np.random.default_rng(23)
+    for n in (64, 48, 32):
+        a, b, bias = randn(rng, (37, 40), np.float32), randn(rng, (40, n), np.float32), \
+            randn(rng, (n,), np.float32)
+        out = run(a, b, (37, n), np.float32, bias=bias, activation=act)
+        assert_close(out, a, b, False, False, bias, act)
