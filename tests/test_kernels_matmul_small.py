@@ -33,10 +33,25 @@ SMALL_SHAPES = [
     (1000, 64, 24),
 ]
 
+# Ragged last column panels with a whole vector or more of padding run a narrower tile:
+# 8 x 32 -> 8 x 16 (N = 80, 72), 6 x 64 -> 6 x 48 (N = 112 small, 560 mid-sized, B
+# packed), 14 x 32 -> 14 x 16 (N = 528; 784 with several k and M blocks); fp64 8 x 24 ->
+# 8 x 16 (N = 40) and 8 x 8 (N = 26); AVX2 6 x 16 -> 6 x 8 (N = 20).
+RAGGED_SHAPES = [
+    (29, 80, 80),
+    (64, 72, 40),
+    (40, 112, 64),
+    (50, 560, 300),
+    (100, 528, 300),
+    (600, 784, 600),
+    (30, 40, 50),
+    (30, 26, 20),
+]
+
 
 @pytest.mark.usefixtures("isa")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", SMALL_SHAPES + RAGGED_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_small_products_all_transposes_with_epilogue(dtype, shape):
     m, n, k = shape
     rng = np.random.default_rng(m * 7919 + n * 31 + k)
