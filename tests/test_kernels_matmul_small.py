@@ -96,3 +96,86 @@ def test_small_tiles_apply_gelu_epilogue(act):
             randn(rng, (n,), np.float32)
         out = run(a, b, (37, n), np.float32, bias=bias, activation=act)
         assert_close(out, a, b, False, False, bias, act)
+
+
+# Few output columns (N <= 12) with long enough rows run as dot products along k
+# (gemm_dot_avx512.h): every N, K tails of every length mod 16 / 8 (and K < 16), B^T in
+# place (trans_b) or packed; trans_a keeps the tile path. (M, N, K)
+DOT_SHAPES = [
+    (37, 1, 100),
+    (50, 1, 13),
+    (130, 2, 33),
+    (9, 3, 200),
+    (64, 4, 64),
+    (17, 5, 300),
+    (40, 6, 128),
+    (3, 7, 500),
+    (70, 8, 784),
+    (33, 9, 257),
+    (128, 10, 784),
+    (5, 11, 1000),
+    (19, 12, 999),
+]
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", DOT_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_few_columns_as_dot_products(dtype, shape):
+    m, n, k = shape
+    rng = np.random.default_rng(m * 31 + n * 7 + k)
+    bias = randn(rng, (n,), dtype)
+    for trans_a, trans_b in itertools.product((False, True), (False, True)):
+        a = randn(rng, (k, m) if trans_a else (m, k), dtype)
+        b = randn(rng, (n, k) if trans_b else (k, n), dtype)
+        assert_close(run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b), a, b,
+                     trans_a, trans_b)
+        for act in ("relu", "gelu", "gelu_tanh"):
+            out = run(a, b, (m, n), dtype, trans_a=trans_a, trans_b=trans_b, bias=bias,
+                      activation=act)
+            assert_close(out, a, b, trans_a, trans_b, bias, act)
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot_products_relu_backward_mask(dtype):
+    # matmul_relu_backward: the product is zeroed where x <= 0; a NaN in x keeps it
+    rng = np.random.default_rng(41)
+    g, w = randn(rng, (45, 300), dtype), randn(rng, (300, 3), dtype)
+    x = randn(rng, (45, 3), dtype)
+    x[0, 0], x[1, 1] = np.nan, 0.0
+    out = np.full((45, 3), np.nan, dtype)
+    _cpu.matmul_relu_backward(g, w, out, False, False, x)
+    ref = (g.astype(np.float64) @ w.astype(np.float64)) * ~(x <= 0)
+    np.testing.assert_allclose(out, ref, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+    assert out[1, 1] == 0 and out[0, 0] != 0
+
+
+@pytest.mark.usefixtures("isa", "threads")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot_products_batched_and_threaded_bitwise(dtype):
+    # Rows are split evenly over the threads and a thread's range can span batch elements,
+    # so B^T is packed again whenever its element changes (b with its own batch) or once
+    # (b broadcast). 1 and 2 threads agree bit for bit.
+    rng = np.random.default_rng(43)
+    m, n, k = 500, 4, 600
+    for ba, bb in ((3, 3), (1, 3), (3, 1)):
+        for trans_b in (False, True):
+            a = randn(rng, (ba, m, k), dtype)
+            b = randn(rng, (bb, n, k) if trans_b else (bb, k, n), dtype)
+            outs = []
+            for nt in (1, 2):
+                _cpu.set_num_threads(nt)
+                outs.append(run(a, b, (3, m, n), dtype, trans_b=trans_b))
+            np.testing.assert_array_equal(outs[0], outs[1])
+            assert_close(outs[0], a, b, False, trans_b)
+
+
+@pytest.mark.usefixtures("isa")
+def test_dot_products_propagate_nan_to_their_row_only():
+    rng = np.random.default_rng(47)
+    a, b = randn(rng, (20, 200), np.float32), randn(rng, (200, 2), np.float32)
+    a[7, 150] = np.nan
+    out = run(a, b, (20, 2), np.float32)
+    assert np.isnan(out[7]).all() and not np.isnan(np.delete(out, 7, 0)).any()

@@ -11,6 +11,7 @@
 // isa() == avx512.
 #include <immintrin.h>
 
+#include "cpu/gemm_dot_avx512.h"
 #include "cpu/gemm_simd_avx512.h"
 
 namespace kiln::cpu::gemm {
@@ -50,6 +51,7 @@ using KernelF32S32 = MicroKernel<F32x16, 8, 2>;
 }  // namespace
 
 void run_avx512(const Problem<float>& p) {
+  if (dot_pays(p)) return run_dot<F32x16>(p);
   if (p.N <= KernelF32N::NR) return run_problem<KernelF32N>(p);
   const int64_t n64 = cdiv(p.N, 64) * 64, n48 = cdiv(p.N, 48) * 48, n32 = cdiv(p.N, 32) * 32;
   if (p.K * p.N * int64_t(sizeof(float)) <= 64 * 1024) {
@@ -61,6 +63,7 @@ void run_avx512(const Problem<float>& p) {
   run_problem<KernelF32>(p);
 }
 void run_avx512(const Problem<double>& p) {
+  if (dot_pays(p)) return run_dot<F64x8>(p);
   if (p.N <= KernelF64N::NR) return run_problem<KernelF64N>(p);
   run_problem<KernelF64>(p);
 }
