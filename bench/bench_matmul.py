@@ -9,7 +9,8 @@ Measured, per shape (M×K · K×N), alternating in one process (see _harness.py)
                same thread count: the cores' fp32 rate in the same rounds as the GEMMs
 Shapes: squares 64..2048 (4096 with --big), the batch-128 MLP Linear products
 128×784·784×256, 128×256·256×128, 128×128·128×10, the transformer MLP product
-4096×512·512×2048, and a batch of 64 products 64×64·64×64 (3-D arrays).
+4096×512·512×2048, batches of 64 products 64×64·64×64 and 48×48·48×48 (3-D arrays), and
+a matrix-vector product 1024×1024·1024×1 (b a column).
 GFLOP/s = 2·M·N·K / median time;
 % of peak uses bench/peak.py's FMA peak for the same thread count (its best rate per
 thread CPU-second: a ceiling that other processes cannot lower, while they do lower every
@@ -36,7 +37,8 @@ import peak as P
 SQUARES = [64, 128, 256, 512, 1024, 2048]
 MLP = [(128, 784, 256), (128, 256, 128), (128, 128, 10)]
 TRANSFORMER = [(4096, 512, 2048)]
-BATCHED = [(64, 64, 64, 64)]  # (batch, M, K, N)
+BATCHED = [(64, 64, 64, 64), (64, 48, 48, 48)]  # (batch, M, K, N)
+GEMV = [(1024, 1024, 1)]
 NAMES = ["kiln", "kiln kernel", "numpy", "torch"]
 PROBE_ITERS = 400_000  # ~1-2 ms of FMA chains a call on this machine
 
@@ -119,6 +121,9 @@ def child(n: int, quick: bool, big: bool) -> dict:
     for bt, m, k, nn in BATCHED:
         H.log(f"  matmul {bt}×({m}×{k}·{k}×{nn}), {n} thread(s)")
         cases.append(_case(f"batched {bt}×({m}×{k}·{k}×{nn})", m, k, nn, quick, rng, batch=bt))
+    for m, k, nn in GEMV:
+        H.log(f"  matmul {m}×{k}·{k}×{nn}, {n} thread(s)")
+        cases.append(_case(f"matrix-vector {m}×{k}·{k}×{nn}", m, k, nn, quick, rng))
     naive = _naive(quick, rng) if n == 1 else None
     isa = _isa_cases([s for s in sizes if s >= 512][:1 if quick else None], quick, rng)
     return {"threads": n, "meta": meta, "cases": cases, "naive": naive, "isa": isa}
